@@ -1,0 +1,349 @@
+"""Pure NumPy/Python reference of the hashing projections (the specification).
+
+The C++ core in ``custom_ops/`` (used by the TensorFlow op and by the TFLite
+custom kernel) must reproduce this module bit for bit; the tests hold all
+three against each other. Everything here works on UTF-8 *bytes*, read as
+unsigned values, so results never depend on the platform's ``char``.
+
+Pipeline for one input string (``bytes``):
+
+1. **UTF-8 decoding.** Well-formed sequences follow Unicode 15, Table 3-7.
+   A byte that does not start a well-formed sequence decodes to U+FFFD and
+   covers exactly that one byte (decoding resumes at the next byte).
+2. **Tokenization** (``tokenize``), by code point class:
+
+   * *space*: ``cp <= 0x20``, ``0x7F <= cp <= 0xA0``, U+1680, U+2000..U+200B,
+     U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF. Separates tokens; all
+     C0/C1 controls (including NUL) count as space.
+   * *single*: punctuation and symbols, each one token of its own: ASCII
+     punctuation, U+00A1, U+00A7, U+00AB, U+00B6, U+00B7, U+00BB, U+00BF,
+     U+0964, U+0965, U+2010..U+2027, U+2030..U+205E, U+2190..U+2BFF,
+     U+3001..U+3003, U+1F000..U+1FAFF (emoji).
+   * *nospace*: scripts written without spaces (Thai, Lao, Myanmar, Khmer,
+     CJK, kana): each code point starts a token, except the Thai and Lao
+     combining marks (``THAI_LAO_MARKS``), which extend the preceding nospace
+     token when it ends right before them. So a Thai token is one base letter
+     with its vowel and tone marks (measured in ``docs``/README: MTOP Thai
+     utterances give 25 tokens on average).
+   * *word*: everything else; a run of word code points is one token.
+
+   Only the first ``max_tokens`` tokens are kept. The tokenizer stops reading
+   once it has them, so a 1 MB string costs no more than its first tokens.
+3. **Normalization.** Each token's code points are lowercased with a fixed
+   table (``lower_cp``: ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic;
+   other scripts unchanged), cut to the first ``MAX_TOKEN_CHARS`` code points
+   and re-encoded as UTF-8 (U+FFFD as EF BF BD).
+4. **Hashing.** ``unit_hash(b, seed) = fmix64(fnv1a64(b) ^ (seed * GOLDEN))``
+   where ``fnv1a64`` is 64-bit FNV-1a (offset 0xcbf29ce484222325, prime
+   0x100000001b3) over unsigned bytes and ``fmix64`` is the MurmurHash3
+   64-bit finalizer. The k-th derived hash (k = 0, 1, ...) is
+   ``fmix64(base + (k + 1) * GOLDEN)`` with ``GOLDEN = 0x9E3779B97F4A7C15``
+   (splitmix64 stream). All arithmetic is modulo 2**64.
+5. **Features** of one token, size F:
+
+   * ``minhash`` (pNLP-Mixer, Fusco et al. 2022, Sec. 2.1): units are the
+     character trigrams of ``0x02 + token + 0x03`` (so every token has at
+     least one trigram). The fingerprint is, for k < N, the minimum over units
+     of derived hash k. Counting Bloom filter: ``feat[h_k % F] += 1``; the
+     entries sum to N.
+   * ``ternary`` (pQRNN, Kaliamoorthi et al. 2021, Sec. 3; reference op
+     ``SequenceStringProjection``): base = ``unit_hash(token)``; derived word
+     j supplies features 32j..32j+31, two bits each from the least
+     significant end; ``{00: 0, 01: +1, 10: -1, 11: 0}``.
+6. **Window** (pNLP-Mixer): the features of tokens ``i-w .. i+w`` are
+   concatenated, zeros outside the text; output size ``(2w+1) * F``.
+
+Outputs for a batch of B strings: ``features`` float32 [B, S, (2w+1)F],
+``mask`` float32 [B, S] (1.0 for real tokens), ``offsets`` int32 [B, S, 2]
+(UTF-8 byte start, end of each token; 0, 0 for padding), S = max_tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+MAX_TOKEN_CHARS = 64
+METHODS = ("minhash", "ternary")
+CONFIG_VERSION = 1
+
+THAI_LAO_MARKS = frozenset(
+    [0x0E31, *range(0x0E34, 0x0E3B), *range(0x0E47, 0x0E4F),
+     0x0EB1, *range(0x0EB4, 0x0EBD), *range(0x0EC8, 0x0ECF)])
+
+SPACE, SINGLE, NOSPACE, WORD = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionConfig:
+    """Settings of a projection; travels in the model as an int32 vector.
+
+    Attributes:
+      method: "minhash" (pNLP-Mixer) or "ternary" (pQRNN).
+      feature_size: F, features per token.
+      num_hashes: N, MinHash fingerprint length (minhash only).
+      window: w, neighbours concatenated on each side.
+      max_tokens: S, sequence length of the output (tokens beyond are dropped).
+      seed: non-negative int32 hash seed.
+    """
+
+    method: str = "minhash"
+    feature_size: int = 1024
+    num_hashes: int = 64
+    window: int = 1
+    max_tokens: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name, lo, hi in (("feature_size", 1, 1 << 16), ("num_hashes", 1, 4096),
+                             ("window", 0, 16), ("max_tokens", 1, 4096),
+                             ("seed", 0, (1 << 31) - 1)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+
+    @property
+    def output_size(self) -> int:
+        """Features per token after windowing, (2w+1)*F."""
+        return (2 * self.window + 1) * self.feature_size
+
+    def to_vector(self) -> np.ndarray:
+        """int32 [7]: version, method id, F, N, w, S, seed (the op's 2nd input)."""
+        return np.array([CONFIG_VERSION, METHODS.index(self.method), self.feature_size,
+                         self.num_hashes, self.window, self.max_tokens, self.seed],
+                        dtype=np.int32)
+
+    @classmethod
+    def from_vector(cls, vec: Sequence[int]) -> "ProjectionConfig":
+        """Inverse of ``to_vector``. Raises ValueError on a bad vector."""
+        vec = [int(v) for v in vec]
+        if len(vec) != 7 or vec[0] != CONFIG_VERSION or not 0 <= vec[1] < len(METHODS):
+            raise ValueError(f"bad projection config vector {vec}")
+        return cls(METHODS[vec[1]], *vec[2:])
+
+
+def fmix64(k: int) -> int:
+    """MurmurHash3 64-bit finalizer on a Python int (mod 2**64)."""
+    k &= MASK64
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & MASK64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & MASK64
+    k ^= k >> 33
+    return k
+
+
+def fnv1a64(data: bytes) -> int:
+    """64-bit FNV-1a over unsigned bytes."""
+    h = FNV_OFFSET
+    for b in data:
+        h ^= b
+        h = (h * FNV_PRIME) & MASK64
+    return h
+
+
+def unit_hash(data: bytes, seed: int = 0) -> int:
+    """Base 64-bit hash of a byte string: fmix64(fnv1a64(data) ^ seed*GOLDEN)."""
+    return fmix64(fnv1a64(data) ^ ((seed * GOLDEN) & MASK64))
+
+
+def derived_hashes(base: int, n: int) -> np.ndarray:
+    """uint64 [n]: fmix64(base + (k+1)*GOLDEN) for k < n (vectorized)."""
+    with np.errstate(over="ignore"):
+        k = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(GOLDEN) + np.uint64(base)
+        k ^= k >> np.uint64(33)
+        k *= np.uint64(0xFF51AFD7ED558CCD)
+        k ^= k >> np.uint64(33)
+        k *= np.uint64(0xC4CEB9FE1A85EC53)
+        k ^= k >> np.uint64(33)
+    return k
+
+
+def decode_utf8(data: bytes) -> list[tuple[int, int, int]]:
+    """Decode bytes into (code point, byte start, byte end) triples.
+
+    Ill-formed bytes give (0xFFFD, i, i+1), one per byte (see module doc).
+    """
+    out = []
+    i, n = 0, len(data)
+    while i < n:
+        b0 = data[i]
+        if b0 < 0x80:
+            out.append((b0, i, i + 1))
+            i += 1
+            continue
+        if 0xC2 <= b0 <= 0xDF:
+            need, lo, hi = 1, 0x80, 0xBF
+        elif b0 == 0xE0:
+            need, lo, hi = 2, 0xA0, 0xBF
+        elif 0xE1 <= b0 <= 0xEC or 0xEE <= b0 <= 0xEF:
+            need, lo, hi = 2, 0x80, 0xBF
+        elif b0 == 0xED:
+            need, lo, hi = 2, 0x80, 0x9F
+        elif b0 == 0xF0:
+            need, lo, hi = 3, 0x90, 0xBF
+        elif 0xF1 <= b0 <= 0xF3:
+            need, lo, hi = 3, 0x80, 0xBF
+        elif b0 == 0xF4:
+            need, lo, hi = 3, 0x80, 0x8F
+        else:
+            out.append((0xFFFD, i, i + 1))
+            i += 1
+            continue
+        ok = i + need < n  # all continuation bytes present
+        if ok:
+            ok = lo <= data[i + 1] <= hi and all(
+                0x80 <= data[i + j] <= 0xBF for j in range(2, need + 1))
+        if not ok:
+            out.append((0xFFFD, i, i + 1))
+            i += 1
+            continue
+        cp = b0 & (0x1F if need == 1 else 0x0F if need == 2 else 0x07)
+        for j in range(1, need + 1):
+            cp = (cp << 6) | (data[i + j] & 0x3F)
+        out.append((cp, i, i + need + 1))
+        i += need + 1
+    return out
+
+
+def char_class(cp: int) -> int:
+    """SPACE, SINGLE, NOSPACE or WORD for a code point (see module doc)."""
+    if cp <= 0x20 or 0x7F <= cp <= 0xA0 or cp == 0x1680 or 0x2000 <= cp <= 0x200B \
+            or cp in (0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF):
+        return SPACE
+    if cp < 0x80:
+        return SINGLE if not (0x30 <= cp <= 0x39 or 0x41 <= cp <= 0x5A or 0x61 <= cp <= 0x7A) else WORD
+    if cp in (0xA1, 0xA7, 0xAB, 0xB6, 0xB7, 0xBB, 0xBF, 0x0964, 0x0965) \
+            or 0x2010 <= cp <= 0x2027 or 0x2030 <= cp <= 0x205E or 0x2190 <= cp <= 0x2BFF \
+            or 0x3001 <= cp <= 0x3003 or 0x1F000 <= cp <= 0x1FAFF:
+        return SINGLE
+    if 0x0E00 <= cp <= 0x0EFF or 0x1000 <= cp <= 0x109F or 0x1780 <= cp <= 0x17FF \
+            or 0x2E80 <= cp <= 0x2FFF or 0x3004 <= cp <= 0x31FF or 0x3400 <= cp <= 0x4DBF \
+            or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x2FFFF:
+        return NOSPACE
+    return WORD
+
+
+def tokenize(data: bytes, max_tokens: int) -> list[tuple[int, int, list[int]]]:
+    """Split UTF-8 bytes into at most ``max_tokens`` tokens.
+
+    Returns a list of (byte start, byte end, code points) per token.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tokens: list[tuple[int, int, list[int]]] = []
+    cur = None  # [start, end, cps, cls]
+    for cp, s, e in decode_utf8(data):
+        cls = char_class(cp)
+        if cls == WORD and cur is not None and cur[3] == WORD and cur[1] == s:
+            cur[1] = e
+            cur[2].append(cp)
+            continue
+        if cp in THAI_LAO_MARKS and cur is not None and cur[3] == NOSPACE and cur[1] == s:
+            cur[1] = e
+            cur[2].append(cp)
+            continue
+        if cur is not None:
+            tokens.append((cur[0], cur[1], cur[2]))
+            cur = None
+            if len(tokens) == max_tokens:
+                return tokens
+        if cls == SPACE:
+            continue
+        cur = [s, e, [cp], cls]
+    if cur is not None and len(tokens) < max_tokens:
+        tokens.append((cur[0], cur[1], cur[2]))
+    return tokens
+
+
+def lower_cp(cp: int) -> int:
+    """Fixed lowercase table: ASCII, Latin-1, Latin Ext-A, Greek, Cyrillic."""
+    if 0x41 <= cp <= 0x5A:
+        return cp + 0x20
+    if cp < 0xC0:
+        return cp
+    if 0xC0 <= cp <= 0xDE and cp != 0xD7:
+        return cp + 0x20
+    if 0x100 <= cp <= 0x137 or 0x14A <= cp <= 0x177:
+        return cp | 1
+    if 0x139 <= cp <= 0x148 or 0x179 <= cp <= 0x17E:
+        return cp + 1 if cp & 1 else cp
+    if cp == 0x178:
+        return 0xFF
+    if 0x391 <= cp <= 0x3A9 and cp != 0x3A2:
+        return cp + 0x20
+    if 0x410 <= cp <= 0x42F:
+        return cp + 0x20
+    if 0x400 <= cp <= 0x40F:
+        return cp + 0x50
+    return cp
+
+
+def _encode_cp(cp: int) -> bytes:
+    return chr(cp).encode("utf-8")
+
+
+def normalize_token(cps: Sequence[int]) -> list[bytes]:
+    """Lowercase, cut to MAX_TOKEN_CHARS; returns the UTF-8 bytes per code point."""
+    return [_encode_cp(lower_cp(cp)) for cp in cps[:MAX_TOKEN_CHARS]]
+
+
+def minhash_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
+    """float32 [F]: counting Bloom filter of the token's MinHash fingerprint."""
+    chars = [b"\x02", *normalize_token(cps), b"\x03"]
+    fp = None
+    for i in range(len(chars) - 2):
+        h = derived_hashes(unit_hash(b"".join(chars[i:i + 3]), cfg.seed), cfg.num_hashes)
+        fp = h if fp is None else np.minimum(fp, h)
+    idx = (fp % np.uint64(cfg.feature_size)).astype(np.int64)
+    return np.bincount(idx, minlength=cfg.feature_size).astype(np.float32)
+
+
+def ternary_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
+    """float32 [F]: 2 hash bits per feature mapped {00:0, 01:+1, 10:-1, 11:0}."""
+    base = unit_hash(b"".join(normalize_token(cps)), cfg.seed)
+    words = derived_hashes(base, (cfg.feature_size + 31) // 32)
+    shifts = np.arange(0, 64, 2, dtype=np.uint64)
+    bits = ((words[:, None] >> shifts[None, :]) & np.uint64(3)).reshape(-1)[:cfg.feature_size]
+    table = np.array([0.0, 1.0, -1.0, 0.0], dtype=np.float32)
+    return table[bits.astype(np.int64)]
+
+
+def project_one(data: bytes | str, cfg: ProjectionConfig):
+    """Project one string. Returns (features [S, D] f32, mask [S] f32, offsets [S, 2] i32)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    S, F, w = cfg.max_tokens, cfg.feature_size, cfg.window
+    toks = tokenize(data, S)
+    per_tok = np.zeros((S + 2 * w, F), dtype=np.float32)
+    fn = minhash_features if cfg.method == "minhash" else ternary_features
+    for t, (_, _, cps) in enumerate(toks):
+        per_tok[t + w] = fn(cps, cfg)
+    n = len(toks)
+    feats = np.zeros((S, cfg.output_size), dtype=np.float32)
+    for t in range(n):
+        feats[t] = per_tok[t:t + 2 * w + 1].reshape(-1)
+    mask = np.zeros((S,), dtype=np.float32)
+    mask[:n] = 1.0
+    offsets = np.zeros((S, 2), dtype=np.int32)
+    for t, (s, e, _) in enumerate(toks):
+        offsets[t] = (s, e)
+    return feats, mask, offsets
+
+
+def project(texts: Iterable[bytes | str], cfg: ProjectionConfig):
+    """Project a batch. Returns features [B,S,D] f32, mask [B,S] f32, offsets [B,S,2] i32."""
+    outs = [project_one(t, cfg) for t in texts]
+    if not outs:
+        S = cfg.max_tokens
+        return (np.zeros((0, S, cfg.output_size), np.float32), np.zeros((0, S), np.float32),
+                np.zeros((0, S, 2), np.int32))
+    return tuple(np.stack(x) for x in zip(*outs))

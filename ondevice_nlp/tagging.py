@@ -1,0 +1,182 @@
+"""Conversion between character-span slots and per-token BIO tags.
+
+The tag scheme is IOB2 as used by CoNLL-style slot filling (and by the SNIPS
+``seq.out`` files of Coucke et al. 2018 / Goo et al. 2018): ``O`` outside any
+slot, ``B-<type>`` on the first token of a slot, ``I-<type>`` on the following
+tokens of the same slot.
+
+Tokens are described only by their character offsets ``(start, end)`` (end
+exclusive) into the utterance, so any tokenizer can be used; a tokenizer that
+reports UTF-8 *byte* offsets can be converted with :func:`byte_to_char_offsets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from ondevice_nlp.data.example import Slot
+
+__all__ = ["bio_labels", "spans_to_bio", "bio_to_spans", "byte_to_char_offsets", "OUTSIDE"]
+
+OUTSIDE = "O"
+
+
+def bio_labels(slot_types: Iterable[str]) -> list[str]:
+    """Return the full BIO label inventory for ``slot_types``.
+
+    Args:
+        slot_types: slot type names (duplicates allowed, order irrelevant).
+
+    Returns:
+        ``["O", "B-<t1>", "I-<t1>", "B-<t2>", "I-<t2>", ...]`` with the types
+        sorted (Python string order), so the list and therefore label ids are
+        deterministic for a given set of types.
+
+    Raises:
+        ValueError: a type is empty.
+    """
+    types = sorted(set(slot_types))
+    if any(not t for t in types):
+        raise ValueError("slot types must be non-empty strings")
+    labels = [OUTSIDE]
+    for t in types:
+        labels += [f"B-{t}", f"I-{t}"]
+    return labels
+
+
+def _check_offsets(token_offsets: Sequence[tuple[int, int]]) -> None:
+    for k, (start, end) in enumerate(token_offsets):
+        if start < 0 or end < start:
+            raise ValueError(f"token {k} has invalid character offsets ({start}, {end})")
+
+
+def spans_to_bio(token_offsets: Sequence[tuple[int, int]], slots: Iterable[Slot]) -> tuple[list[str], int]:
+    """Tag tokens with the BIO labels of the slots they overlap.
+
+    Args:
+        token_offsets: ``(start, end)`` character offsets of each token (end
+            exclusive), in text order.
+        slots: character-span slots (:class:`~ondevice_nlp.data.example.Slot`).
+
+    Returns:
+        ``(tags, n_lost)``. A token overlaps a slot when
+        ``token.start < slot.end and slot.start < token.end``. The first
+        overlapping token of a slot is tagged ``B-<type>`` (it may start before
+        the slot when the slot begins inside a token, e.g. unsegmented Thai),
+        later overlapping tokens ``I-<type>``; other tokens are ``O``. Slots
+        are processed by start offset and a token keeps the tag of the first
+        slot that claims it. ``n_lost`` counts slots that end up with no token:
+        they overlap no token at all (e.g. a span made only of whitespace, or
+        beyond the last token) or all their tokens were claimed by earlier slots.
+
+    Raises:
+        ValueError: negative or reversed token offsets.
+    """
+    _check_offsets(token_offsets)
+    tags = [OUTSIDE] * len(token_offsets)
+    taken = [False] * len(token_offsets)
+    n_lost = 0
+    for slot in sorted(slots, key=lambda s: (s.start, s.end)):
+        first = True
+        for k, (start, end) in enumerate(token_offsets):
+            if start < slot.end and slot.start < end and not taken[k]:
+                tags[k] = f"{'B' if first else 'I'}-{slot.type}"
+                taken[k] = True
+                first = False
+        if first:
+            n_lost += 1
+    return tags, n_lost
+
+
+def bio_to_spans(token_offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> list[Slot]:
+    """Decode BIO tags into character-span slots, leniently (as seqeval does).
+
+    Args:
+        token_offsets: ``(start, end)`` character offsets of each token.
+        tags: one tag per token: ``O``, ``B-<type>`` or ``I-<type>``.
+
+    Returns:
+        Slots in text order. A span runs from the start of its first token to
+        the end of its last token. ``B-x`` always starts a new span; ``I-x``
+        continues the current span if that span has type ``x`` and otherwise
+        starts a new one (an ``I-x`` after ``O`` or after a span of another
+        type is treated like ``B-x``); ``O`` closes the current span.
+
+    Raises:
+        ValueError: ``tags`` and ``token_offsets`` differ in length, or a tag
+            is not ``O`` / ``B-<type>`` / ``I-<type>``.
+    """
+    if len(tags) != len(token_offsets):
+        raise ValueError(f"{len(tags)} tags for {len(token_offsets)} tokens")
+    _check_offsets(token_offsets)
+    spans: list[Slot] = []
+    cur_type: str | None = None
+    cur_start = cur_end = 0
+
+    def close() -> None:
+        if cur_type is not None:
+            spans.append(Slot(cur_type, cur_start, cur_end))
+
+    for (start, end), tag in zip(token_offsets, tags):
+        if tag == OUTSIDE:
+            close()
+            cur_type = None
+            continue
+        prefix, sep, slot_type = tag.partition("-")
+        if sep != "-" or prefix not in ("B", "I") or not slot_type:
+            raise ValueError(f"invalid BIO tag {tag!r}")
+        if prefix == "I" and cur_type == slot_type:
+            cur_end = end
+            continue
+        close()
+        cur_type, cur_start, cur_end = slot_type, start, end
+    close()
+    return spans
+
+
+def byte_to_char_offsets(text: str, byte_offsets: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Convert UTF-8 byte offsets into character offsets.
+
+    Args:
+        text: the string; byte offsets refer to ``text.encode("utf-8")``.
+        byte_offsets: ``(start, end)`` byte offsets, end exclusive.
+
+    Returns:
+        ``(start, end)`` character offsets (``str`` indices). An offset that
+        falls inside a multi-byte character is widened to cover it: a start
+        maps to the character containing that byte, an end to the position
+        after the character containing byte ``end - 1`` (byte-level tokens
+        that split a character therefore all overlap that character). Empty
+        spans (``start == end``) map to an empty span at the character
+        boundary at or after ``start``.
+
+    Raises:
+        ValueError: an offset is negative, beyond the encoded length, or
+            ``start > end``.
+    """
+    n_bytes = 0
+    # char_at[b] = index of the character that contains byte b
+    char_at: list[int] = []
+    for i, ch in enumerate(text):
+        width = len(ch.encode("utf-8", "surrogatepass"))
+        char_at.extend([i] * width)
+        n_bytes += width
+    char_at.append(len(text))  # sentinel for byte offset == n_bytes
+
+    def ceil_char(b: int) -> int:
+        # smallest character boundary >= b
+        if b == n_bytes:
+            return len(text)
+        c = char_at[b]
+        return c if b == 0 or char_at[b - 1] != c else c + 1
+
+    result = []
+    for start, end in byte_offsets:
+        if not 0 <= start <= end <= n_bytes:
+            raise ValueError(f"byte offsets ({start}, {end}) invalid for a text of {n_bytes} UTF-8 bytes")
+        if start == end:
+            c = ceil_char(start)
+            result.append((c, c))
+        else:
+            result.append((char_at[start], char_at[end - 1] + 1))
+    return result

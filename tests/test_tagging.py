@@ -1,0 +1,122 @@
+"""Tests for ondevice_nlp.tagging: BIO label sets, span <-> BIO conversion, byte offsets."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from ondevice_nlp.data import Slot
+from ondevice_nlp.tagging import bio_labels, bio_to_spans, byte_to_char_offsets, spans_to_bio
+
+
+def whitespace_offsets(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+def test_bio_labels_sorted_and_deterministic():
+    assert bio_labels(["time", "date", "time"]) == ["O", "B-date", "I-date", "B-time", "I-time"]
+    assert bio_labels([]) == ["O"]
+    assert bio_labels({"b", "a"}) == bio_labels(["a", "b"])
+    with pytest.raises(ValueError):
+        bio_labels([""])
+
+
+def test_spans_to_bio_basic():
+    text = "wake me up at nine am on friday"
+    offsets = whitespace_offsets(text)
+    slots = [Slot("date", 25, 31), Slot("time", 14, 21)]  # unsorted on purpose
+    tags, lost = spans_to_bio(offsets, slots)
+    assert tags == ["O", "O", "O", "O", "B-time", "I-time", "O", "B-date"]
+    assert lost == 0
+
+
+def test_spans_to_bio_partial_token_overlap():
+    # Thai-like: a slot starting and ending inside tokens still tags the overlapping tokens
+    offsets = [(0, 5), (5, 10), (10, 15)]
+    tags, lost = spans_to_bio(offsets, [Slot("x", 3, 7)])
+    assert tags == ["B-x", "I-x", "O"]
+    assert lost == 0
+
+
+def test_spans_to_bio_lost_slots():
+    offsets = [(0, 3), (4, 7)]
+    slots = [
+        Slot("a", 0, 3),
+        Slot("gap", 3, 4),  # whitespace between tokens: overlaps no token
+        Slot("beyond", 10, 12),  # after the last token
+        Slot("dup", 0, 3),  # token already claimed by "a"
+    ]
+    tags, lost = spans_to_bio(offsets, slots)
+    assert tags == ["B-a", "O"]
+    assert lost == 3
+
+
+def test_spans_to_bio_rejects_bad_offsets():
+    with pytest.raises(ValueError):
+        spans_to_bio([(3, 1)], [])
+
+
+def test_bio_to_spans_strict_and_lenient():
+    offsets = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
+    assert bio_to_spans(offsets, ["B-a", "I-a", "O", "B-b", "B-b", "I-b"]) == [
+        Slot("a", 0, 3), Slot("b", 6, 7), Slot("b", 8, 11)]
+    # I-x after O starts a span; I-x after another type starts a new one
+    assert bio_to_spans(offsets, ["I-a", "I-a", "I-b", "O", "I-a", "O"]) == [
+        Slot("a", 0, 3), Slot("b", 4, 5), Slot("a", 8, 9)]
+    # span ending at the last token
+    assert bio_to_spans(offsets, ["O"] * 5 + ["B-z"]) == [Slot("z", 10, 11)]
+    assert bio_to_spans([], []) == []
+
+
+def test_bio_to_spans_errors():
+    with pytest.raises(ValueError):
+        bio_to_spans([(0, 1)], [])
+    for bad in ["X", "B-", "S-a", "b-a", "Ba"]:
+        with pytest.raises(ValueError):
+            bio_to_spans([(0, 1)], [bad])
+
+
+def test_round_trip_on_token_boundaries():
+    rng = random.Random(0)
+    words = ["add", "step", "to", "me", "to", "the", "50", "clásicos", "playlist", "ฉัน", "दोस्त"]
+    for _ in range(200):
+        tokens = [rng.choice(words) for _ in range(rng.randint(1, 12))]
+        text = " ".join(tokens)
+        offsets = whitespace_offsets(text)
+        # random non-overlapping token-aligned slots
+        slots, i = [], 0
+        while i < len(tokens):
+            if rng.random() < 0.4:
+                j = min(len(tokens), i + rng.randint(1, 3))
+                slots.append(Slot(rng.choice(["a", "b"]), offsets[i][0], offsets[j - 1][1]))
+                i = j
+            else:
+                i += 1
+        tags, lost = spans_to_bio(offsets, slots)
+        assert lost == 0
+        assert all(t in bio_labels(["a", "b"]) for t in tags)
+        assert bio_to_spans(offsets, tags) == slots
+
+
+def test_byte_to_char_offsets():
+    text = "aé ฉัน😀"
+    # bytes: a(1) é(2) space(1) ฉ(3) ั(3) น(3) 😀(4)
+    assert len(text.encode("utf-8")) == 17
+    assert byte_to_char_offsets(text, [(0, 1), (1, 3), (4, 13), (13, 17)]) == [(0, 1), (1, 2), (3, 6), (6, 7)]
+    # offsets inside a multi-byte character are widened to cover it
+    assert byte_to_char_offsets(text, [(1, 2), (2, 3), (14, 16)]) == [(1, 2), (1, 2), (6, 7)]
+    # empty spans
+    assert byte_to_char_offsets(text, [(0, 0), (17, 17), (2, 2)]) == [(0, 0), (7, 7), (2, 2)]
+    assert byte_to_char_offsets("", []) == []
+    for bad in [(-1, 1), (3, 2), (0, 18)]:
+        with pytest.raises(ValueError):
+            byte_to_char_offsets(text, [bad])
+
+
+def test_byte_offsets_agree_with_char_offsets_for_whole_characters():
+    text = "ตั้งแต่วันอังคาร กลุ่มเพื่อนร่วมงาน हाँ ok"
+    char_spans = whitespace_offsets(text)
+    byte_spans = [(len(text[:s].encode()), len(text[:e].encode())) for s, e in char_spans]
+    assert byte_to_char_offsets(text, byte_spans) == char_spans
