@@ -27,10 +27,13 @@ Pipeline for one input string (``bytes``):
      utterances give 25 tokens on average).
    * *word*: everything else; a run of word code points is one token.
 
-   Only the first ``max_tokens`` tokens are kept. The tokenizer stops reading
-   once it has them, so a 1 MB string costs no more than its first tokens.
+   Only the first ``max_tokens`` tokens are kept. The C++ op stops reading
+   once it has them, so a 1 MB string costs no more than its first tokens
+   (this reference decodes the whole input first: same result, slower).
+   U+FFFD, ZWJ and variation selectors are word characters, so invalid bytes
+   join their neighbours and an emoji ZWJ sequence gives several tokens.
 3. **Normalization.** Each token's code points are lowercased with a fixed
-   table (``lower_cp``: ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic;
+   table (``lower_cp``: ASCII, Latin-1, Latin Extended-A with U+0130 -> i, Greek, Cyrillic;
    other scripts unchanged), cut to the first ``MAX_TOKEN_CHARS`` code points
    and re-encoded as UTF-8 (U+FFFD as EF BF BD).
 4. **Hashing.** ``unit_hash(b, seed) = fmix64(fnv1a64(b) ^ (seed * GOLDEN))``
@@ -272,6 +275,8 @@ def lower_cp(cp: int) -> int:
         return cp
     if 0xC0 <= cp <= 0xDE and cp != 0xD7:
         return cp + 0x20
+    if cp == 0x130:  # capital I with dot above -> i (U+0131 dotless i is already lower)
+        return 0x69
     if 0x100 <= cp <= 0x137 or 0x14A <= cp <= 0x177:
         return cp | 1
     if 0x139 <= cp <= 0x148 or 0x179 <= cp <= 0x17E:

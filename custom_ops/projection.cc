@@ -1,0 +1,448 @@
+// Implementation of the hashing projections; see projection.h and the
+// specification ondevice_nlp/projection_ref.py.
+
+#include "projection.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace ondevice_nlp {
+namespace projection {
+namespace {
+
+constexpr uint32_t kReplacement = 0xFFFD;
+constexpr uint8_t kTokenBegin = 0x02;
+constexpr uint8_t kTokenEnd = 0x03;
+constexpr size_t kMaxOffset = static_cast<size_t>(std::numeric_limits<int32_t>::max());
+
+std::string RangeError(const char* name, int64_t lo, int64_t hi, int64_t value) {
+  return std::string(name) + " must be an int in [" + std::to_string(lo) + ", " +
+         std::to_string(hi) + "], got " + std::to_string(value);
+}
+
+// Appends the UTF-8 encoding of `cp` (a scalar value <= 0x10FFFF) at `out`
+// and returns the number of bytes written.
+int EncodeUtf8(uint32_t cp, uint8_t* out) {
+  if (cp < 0x80) {
+    out[0] = static_cast<uint8_t>(cp);
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = static_cast<uint8_t>(0xC0u | (cp >> 6));
+    out[1] = static_cast<uint8_t>(0x80u | (cp & 0x3Fu));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = static_cast<uint8_t>(0xE0u | (cp >> 12));
+    out[1] = static_cast<uint8_t>(0x80u | ((cp >> 6) & 0x3Fu));
+    out[2] = static_cast<uint8_t>(0x80u | (cp & 0x3Fu));
+    return 3;
+  }
+  out[0] = static_cast<uint8_t>(0xF0u | (cp >> 18));
+  out[1] = static_cast<uint8_t>(0x80u | ((cp >> 12) & 0x3Fu));
+  out[2] = static_cast<uint8_t>(0x80u | ((cp >> 6) & 0x3Fu));
+  out[3] = static_cast<uint8_t>(0x80u | (cp & 0x3Fu));
+  return 4;
+}
+
+inline bool InRange(uint32_t cp, uint32_t lo, uint32_t hi) { return cp >= lo && cp <= hi; }
+
+// Ternary decoding of one byte of a derived hash word: four 2-bit fields,
+// least significant first, {00: 0, 01: +1, 10: -1, 11: 0}.
+struct QuadTable {
+  float v[256][4];
+};
+constexpr QuadTable MakeQuadTable() {
+  QuadTable t{};
+  for (int byte = 0; byte < 256; ++byte) {
+    for (int q = 0; q < 4; ++q) {
+      const int bits = (byte >> (2 * q)) & 3;
+      t.v[byte][q] = bits == 1 ? 1.0f : bits == 2 ? -1.0f : 0.0f;
+    }
+  }
+  return t;
+}
+constexpr QuadTable kQuad = MakeQuadTable();
+
+// Expands packed ternary words into `f` floats.
+void ExpandTernary(const uint64_t* words, size_t f, float* out) {
+  for (size_t i = 0; i < f; i += 4) {
+    const uint64_t word = words[i / 32];
+    const unsigned byte = static_cast<unsigned>((word >> (2 * (i % 32))) & 0xFFu);
+    if (i + 4 <= f) {
+      std::memcpy(out + i, kQuad.v[byte], 4 * sizeof(float));
+    } else {
+      std::memcpy(out + i, kQuad.v[byte], (f - i) * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- config ---
+
+std::string ValidateConfig(const Config& c) {
+  if (c.method != Method::kMinHash && c.method != Method::kTernary) {
+    return "method id must be 0 (minhash) or 1 (ternary), got " +
+           std::to_string(static_cast<int32_t>(c.method));
+  }
+  struct Field {
+    const char* name;
+    int64_t lo, hi, value;
+  };
+  const Field fields[] = {
+      {"feature_size", 1, kMaxFeatureSize, c.feature_size},
+      {"num_hashes", 1, kMaxNumHashes, c.num_hashes},
+      {"window", 0, kMaxWindow, c.window},
+      {"max_tokens", 1, kMaxMaxTokens, c.max_tokens},
+      {"seed", 0, std::numeric_limits<int32_t>::max(), c.seed},
+  };
+  for (const Field& f : fields) {
+    if (f.value < f.lo || f.value > f.hi) return RangeError(f.name, f.lo, f.hi, f.value);
+  }
+  return std::string();
+}
+
+std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
+  if (size != kConfigSize || vec == nullptr) {
+    return "bad projection config vector: expected " + std::to_string(kConfigSize) +
+           " int32 values [version, method, F, N, w, S, seed], got " +
+           std::to_string(size);
+  }
+  if (vec[0] != kConfigVersion) {
+    return "bad projection config vector: version must be " +
+           std::to_string(kConfigVersion) + ", got " + std::to_string(vec[0]);
+  }
+  if (vec[1] != 0 && vec[1] != 1) {
+    return "bad projection config vector: method id must be 0 (minhash) or 1 "
+           "(ternary), got " + std::to_string(vec[1]);
+  }
+  Config c;
+  c.method = vec[1] == 0 ? Method::kMinHash : Method::kTernary;
+  c.feature_size = vec[2];
+  c.num_hashes = vec[3];
+  c.window = vec[4];
+  c.max_tokens = vec[5];
+  c.seed = vec[6];
+  std::string error = ValidateConfig(c);
+  if (!error.empty()) return error;
+  *config = c;
+  return std::string();
+}
+
+// ---------------------------------------------------------------- hashes ---
+
+uint64_t Fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xFF51AFD7ED558CCDULL;
+  k ^= k >> 33;
+  k *= 0xC4CEB9FE1A85EC53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+uint64_t Fnv1a64(const uint8_t* data, size_t len, uint64_t h) {
+  for (size_t i = 0; i < len; ++i) {
+    h ^= static_cast<uint64_t>(data[i]);
+    h *= kFnvPrime;
+  }
+  return h;
+}
+
+uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed) {
+  const uint64_t mix = static_cast<uint64_t>(static_cast<uint32_t>(seed)) * kGolden;
+  return Fmix64(Fnv1a64(data, len) ^ mix);
+}
+
+uint64_t DerivedHash(uint64_t base, uint64_t k) { return Fmix64(base + (k + 1) * kGolden); }
+
+// ------------------------------------------------------------------ text ---
+
+size_t DecodeUtf8(const uint8_t* data, size_t len, size_t pos, uint32_t* cp) {
+  const uint32_t b0 = data[pos];
+  if (b0 < 0x80) {
+    *cp = b0;
+    return 1;
+  }
+  size_t need;
+  uint32_t lo = 0x80, hi = 0xBF;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    need = 1;
+  } else if (b0 == 0xE0) {
+    need = 2;
+    lo = 0xA0;
+  } else if ((b0 >= 0xE1 && b0 <= 0xEC) || b0 == 0xEE || b0 == 0xEF) {
+    need = 2;
+  } else if (b0 == 0xED) {
+    need = 2;
+    hi = 0x9F;
+  } else if (b0 == 0xF0) {
+    need = 3;
+    lo = 0x90;
+  } else if (b0 >= 0xF1 && b0 <= 0xF3) {
+    need = 3;
+  } else if (b0 == 0xF4) {
+    need = 3;
+    hi = 0x8F;
+  } else {
+    *cp = kReplacement;
+    return 1;
+  }
+  // pos < len and need <= 3, so pos + need cannot overflow.
+  if (pos + need >= len) {
+    *cp = kReplacement;
+    return 1;
+  }
+  const uint32_t b1 = data[pos + 1];
+  if (b1 < lo || b1 > hi) {
+    *cp = kReplacement;
+    return 1;
+  }
+  for (size_t j = 2; j <= need; ++j) {
+    const uint32_t b = data[pos + j];
+    if (b < 0x80 || b > 0xBF) {
+      *cp = kReplacement;
+      return 1;
+    }
+  }
+  uint32_t value = b0 & (need == 1 ? 0x1Fu : need == 2 ? 0x0Fu : 0x07u);
+  for (size_t j = 1; j <= need; ++j) value = (value << 6) | (data[pos + j] & 0x3Fu);
+  *cp = value;
+  return need + 1;
+}
+
+CharClass ClassifyCodePoint(uint32_t cp) {
+  if (cp <= 0x20 || InRange(cp, 0x7F, 0xA0) || cp == 0x1680 || InRange(cp, 0x2000, 0x200B) ||
+      cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000 ||
+      cp == 0xFEFF) {
+    return kSpace;
+  }
+  if (cp < 0x80) {
+    const bool alnum = InRange(cp, 0x30, 0x39) || InRange(cp, 0x41, 0x5A) || InRange(cp, 0x61, 0x7A);
+    return alnum ? kWord : kSingle;
+  }
+  if (cp == 0xA1 || cp == 0xA7 || cp == 0xAB || cp == 0xB6 || cp == 0xB7 || cp == 0xBB ||
+      cp == 0xBF || cp == 0x0964 || cp == 0x0965 || InRange(cp, 0x2010, 0x2027) ||
+      InRange(cp, 0x2030, 0x205E) || InRange(cp, 0x2190, 0x2BFF) || InRange(cp, 0x3001, 0x3003) ||
+      InRange(cp, 0x1F000, 0x1FAFF)) {
+    return kSingle;
+  }
+  if (InRange(cp, 0x0E00, 0x0EFF) || InRange(cp, 0x1000, 0x109F) || InRange(cp, 0x1780, 0x17FF) ||
+      InRange(cp, 0x2E80, 0x2FFF) || InRange(cp, 0x3004, 0x31FF) || InRange(cp, 0x3400, 0x4DBF) ||
+      InRange(cp, 0x4E00, 0x9FFF) || InRange(cp, 0xF900, 0xFAFF) || InRange(cp, 0x20000, 0x2FFFF)) {
+    return kNoSpace;
+  }
+  return kWord;
+}
+
+bool IsThaiLaoMark(uint32_t cp) {
+  return cp == 0x0E31 || InRange(cp, 0x0E34, 0x0E3A) || InRange(cp, 0x0E47, 0x0E4E) ||
+         cp == 0x0EB1 || InRange(cp, 0x0EB4, 0x0EBC) || InRange(cp, 0x0EC8, 0x0ECE);
+}
+
+uint32_t LowerCodePoint(uint32_t cp) {
+  if (InRange(cp, 0x41, 0x5A)) return cp + 0x20;
+  if (cp < 0xC0) return cp;
+  if (InRange(cp, 0xC0, 0xDE) && cp != 0xD7) return cp + 0x20;
+  if (cp == 0x130) return 0x69;  // capital I with dot above -> i (U+0131 is already lower)
+  if (InRange(cp, 0x100, 0x137) || InRange(cp, 0x14A, 0x177)) return cp | 1u;
+  if (InRange(cp, 0x139, 0x148) || InRange(cp, 0x179, 0x17E)) return (cp & 1u) ? cp + 1 : cp;
+  if (cp == 0x178) return 0xFF;
+  if (InRange(cp, 0x391, 0x3A9) && cp != 0x3A2) return cp + 0x20;
+  if (InRange(cp, 0x410, 0x42F)) return cp + 0x20;
+  if (InRange(cp, 0x400, 0x40F)) return cp + 0x50;
+  return cp;
+}
+
+// ------------------------------------------------------------- projector ---
+
+Projector::Projector(const Config& config) : config_(config) {
+  config_error_ = ValidateConfig(config_);
+  if (!config_error_.empty()) return;
+  seed_mix_ = static_cast<uint64_t>(static_cast<uint32_t>(config_.seed)) * kGolden;
+  row_size_ = config_.OutputSize();
+  ring_size_ = 2 * config_.window + 1;
+  const size_t ring = static_cast<size_t>(ring_size_);
+  if (config_.method == Method::kMinHash) {
+    fingerprint_.resize(static_cast<size_t>(config_.num_hashes));
+    ring_index_.resize(ring * static_cast<size_t>(config_.num_hashes));
+  } else {
+    ring_words_.resize(ring * ((static_cast<size_t>(config_.feature_size) + 31) / 32));
+  }
+}
+
+void Projector::StartToken(size_t start, size_t end, uint32_t cp, CharClass cls) {
+  token_.start = start;
+  token_.cls = cls;
+  token_.num_chars = 0;
+  token_.bytes[0] = kTokenBegin;
+  token_.bounds[0] = 0;
+  token_.bounds[1] = 1;
+  ExtendToken(end, cp);
+}
+
+void Projector::ExtendToken(size_t end, uint32_t cp) {
+  token_.end = end;
+  if (token_.num_chars >= kMaxTokenChars) return;  // cut to MAX_TOKEN_CHARS
+  const int n = token_.num_chars;
+  const uint16_t at = token_.bounds[n + 1];
+  const int written = EncodeUtf8(LowerCodePoint(cp), token_.bytes + at);
+  token_.bounds[n + 2] = static_cast<uint16_t>(at + written);
+  token_.num_chars = n + 1;
+}
+
+void Projector::MinHashIndices(uint32_t* index) {
+  // Close the frame: pieces are 0x02, the code points, 0x03.
+  const int n = token_.num_chars;  // >= 1
+  const uint16_t at = token_.bounds[n + 1];
+  token_.bytes[at] = kTokenEnd;
+  token_.bounds[n + 2] = static_cast<uint16_t>(at + 1);
+
+  const size_t num_hashes = fingerprint_.size();
+  uint64_t* fp = fingerprint_.data();
+  std::fill(fp, fp + num_hashes, std::numeric_limits<uint64_t>::max());
+  // One unit per trigram of pieces: n + 2 pieces give n trigrams.
+  for (int u = 0; u < n; ++u) {
+    const uint8_t* begin = token_.bytes + token_.bounds[u];
+    const size_t len = static_cast<size_t>(token_.bounds[u + 3] - token_.bounds[u]);
+    const uint64_t base = Fmix64(Fnv1a64(begin, len) ^ seed_mix_);
+    uint64_t x = base;
+    for (size_t k = 0; k < num_hashes; ++k) {
+      x += kGolden;  // base + (k + 1) * kGolden
+      const uint64_t h = Fmix64(x);
+      fp[k] = h < fp[k] ? h : fp[k];
+    }
+  }
+  const uint64_t f = static_cast<uint64_t>(config_.feature_size);
+  for (size_t k = 0; k < num_hashes; ++k) index[k] = static_cast<uint32_t>(fp[k] % f);
+}
+
+void Projector::TernaryWords(uint64_t* words) {
+  const int n = token_.num_chars;
+  const uint8_t* begin = token_.bytes + 1;  // skip the 0x02 frame byte
+  const size_t len = static_cast<size_t>(token_.bounds[n + 1] - 1);
+  const uint64_t base = Fmix64(Fnv1a64(begin, len) ^ seed_mix_);
+  const size_t num_words = (static_cast<size_t>(config_.feature_size) + 31) / 32;
+  uint64_t x = base;
+  for (size_t j = 0; j < num_words; ++j) {
+    x += kGolden;  // base + (j + 1) * kGolden
+    words[j] = Fmix64(x);
+  }
+}
+
+void Projector::HashToken(int t) {
+  const size_t slot = static_cast<size_t>(t % ring_size_);
+  if (config_.method == Method::kMinHash) {
+    MinHashIndices(ring_index_.data() + slot * fingerprint_.size());
+  } else {
+    TernaryWords(ring_words_.data() + slot * ((static_cast<size_t>(config_.feature_size) + 31) / 32));
+  }
+}
+
+void Projector::WriteRow(int row, int num_tokens, float* features) {
+  const int w = config_.window;
+  const size_t f = static_cast<size_t>(config_.feature_size);
+  float* block = features + static_cast<size_t>(row) * static_cast<size_t>(row_size_);
+  for (int j = 0; j < ring_size_; ++j, block += f) {
+    const int t = row - w + j;  // token in block j
+    if (t < 0 || t >= num_tokens) {
+      std::memset(block, 0, f * sizeof(float));
+      continue;
+    }
+    const size_t slot = static_cast<size_t>(t % ring_size_);
+    if (config_.method == Method::kMinHash) {
+      std::memset(block, 0, f * sizeof(float));
+      const size_t num_hashes = fingerprint_.size();
+      const uint32_t* index = ring_index_.data() + slot * num_hashes;
+      for (size_t k = 0; k < num_hashes; ++k) block[index[k]] += 1.0f;
+    } else {
+      ExpandTernary(ring_words_.data() + slot * ((f + 31) / 32), f, block);
+    }
+  }
+}
+
+bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mask,
+                    int32_t* offsets, std::string* error) {
+  if (!config_error_.empty()) {
+    if (error) *error = config_error_;
+    return false;
+  }
+  const int s = config_.max_tokens;
+  const int w = config_.window;
+  const size_t d = static_cast<size_t>(row_size_);
+  std::memset(mask, 0, static_cast<size_t>(s) * sizeof(float));
+  std::memset(offsets, 0, static_cast<size_t>(s) * 2 * sizeof(int32_t));
+  const char* failure = nullptr;
+  if (len > 0 && data == nullptr) failure = "null input data";
+
+  // Tokens are hashed as they close; row r is written as soon as token r + w
+  // is known (or the text ended).
+  int num_tokens = 0;
+  bool open = false;  // token_ holds an unfinished token
+  auto emit = [&]() -> bool {
+    if (token_.end > kMaxOffset) {
+      failure = "input string too long: token offsets must fit in int32";
+      return false;
+    }
+    const int t = num_tokens++;
+    offsets[2 * static_cast<size_t>(t)] = static_cast<int32_t>(token_.start);
+    offsets[2 * static_cast<size_t>(t) + 1] = static_cast<int32_t>(token_.end);
+    mask[t] = 1.0f;
+    HashToken(t);
+    if (t - w >= 0) WriteRow(t - w, num_tokens, features);
+    return true;
+  };
+  size_t pos = 0;
+  while (failure == nullptr && pos < len) {
+    uint32_t cp;
+    const size_t start = pos;
+    pos += DecodeUtf8(data, len, pos, &cp);
+    const CharClass cls = ClassifyCodePoint(cp);
+    if (open && cls == kWord && token_.cls == kWord) {
+      ExtendToken(pos, cp);
+      continue;
+    }
+    if (open && token_.cls == kNoSpace && IsThaiLaoMark(cp)) {
+      ExtendToken(pos, cp);
+      continue;
+    }
+    if (open) {
+      open = false;
+      if (!emit() || num_tokens == s) break;
+    }
+    if (cls == kSpace) continue;
+    StartToken(start, pos, cp, cls);
+    open = true;
+  }
+  if (failure == nullptr && open && num_tokens < s) emit();
+  if (failure != nullptr) {
+    if (error) *error = failure;
+    std::memset(features, 0, static_cast<size_t>(s) * d * sizeof(float));
+    std::memset(mask, 0, static_cast<size_t>(s) * sizeof(float));
+    std::memset(offsets, 0, static_cast<size_t>(s) * 2 * sizeof(int32_t));
+    return false;
+  }
+  // The last w token rows, then padding rows.
+  for (int row = std::max(0, num_tokens - w); row < num_tokens; ++row) {
+    WriteRow(row, num_tokens, features);
+  }
+  std::memset(features + static_cast<size_t>(num_tokens) * d, 0,
+              static_cast<size_t>(s - num_tokens) * d * sizeof(float));
+  return true;
+}
+
+bool Project(const uint8_t* data, size_t len, const Config& config, float* features,
+             float* mask, int32_t* offsets, std::string* error) {
+  std::string config_error = ValidateConfig(config);
+  if (!config_error.empty()) {
+    // Outputs are sized by the config; without a valid one nothing is written.
+    if (error) *error = config_error;
+    return false;
+  }
+  Projector projector(config);
+  return projector.Run(data, len, features, mask, offsets, error);
+}
+
+}  // namespace projection
+}  // namespace ondevice_nlp

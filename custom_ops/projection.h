@@ -1,0 +1,162 @@
+// Portable C++17 core of the ondevice_nlp hashing projections.
+//
+// This is the single implementation behind the TensorFlow op (tf_op.cc) and
+// the TFLite custom kernel (tflite_kernel.cc). It reproduces, bit for bit, the
+// Python/NumPy specification in ondevice_nlp/projection_ref.py:
+//
+//   * MinHash counting Bloom filter over character trigrams (pNLP-Mixer,
+//     Fusco et al. 2022, arXiv:2202.04350, Sec. 2.1);
+//   * ternary 2-bit projection (pQRNN, Kaliamoorthi et al. 2021,
+//     arXiv:2101.08890, Sec. 3);
+//
+// with the reference's own UTF-8 decoder (one U+FFFD per ill-formed byte),
+// tokenizer (space / single / nospace / word classes, Thai and Lao marks),
+// lowercase table, FNV-1a64 + fmix64 hashing, splitmix-style derived hashes
+// and window concatenation.
+//
+// Rules the implementation follows: input bytes are read as uint8_t only,
+// hashing uses uint64_t arithmetic only (wrap-around is defined), no signed
+// overflow, no shift by >= 64, no read outside [data, data + len).
+//
+// Not thread-safe per object: use one Projector per thread. The free function
+// Project() is thread-safe.
+
+#ifndef ONDEVICE_NLP_CUSTOM_OPS_PROJECTION_H_
+#define ONDEVICE_NLP_CUSTOM_OPS_PROJECTION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ondevice_nlp {
+namespace projection {
+
+// Layout of the int32 config vector (ProjectionConfig.to_vector()):
+// [version, method id, F, N, w, S, seed].
+constexpr int kConfigSize = 7;
+constexpr int32_t kConfigVersion = 1;
+
+// Limits, identical to ProjectionConfig.__post_init__ (inclusive).
+constexpr int32_t kMaxFeatureSize = 1 << 16;
+constexpr int32_t kMaxNumHashes = 4096;
+constexpr int32_t kMaxWindow = 16;
+constexpr int32_t kMaxMaxTokens = 4096;
+// Code points of a token kept for hashing (MAX_TOKEN_CHARS).
+constexpr int kMaxTokenChars = 64;
+
+// Hash constants.
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+constexpr uint64_t kFnvOffset = 0xCBF29CE484222325ULL;
+constexpr uint64_t kFnvPrime = 0x100000001B3ULL;
+
+enum class Method : int32_t { kMinHash = 0, kTernary = 1 };
+
+struct Config {
+  Method method = Method::kMinHash;
+  int32_t feature_size = 1024;  // F
+  int32_t num_hashes = 64;      // N (MinHash only, validated for both)
+  int32_t window = 1;           // w
+  int32_t max_tokens = 64;      // S
+  int32_t seed = 0;
+
+  // Features per token after windowing: D = (2w + 1) * F (at most 33 * 2^16).
+  int64_t OutputSize() const {
+    return (2 * static_cast<int64_t>(window) + 1) * feature_size;
+  }
+};
+
+// Checks the limits of ProjectionConfig.__post_init__. Returns "" when valid,
+// otherwise a message naming the bad field and its value.
+std::string ValidateConfig(const Config& config);
+
+// Parses and validates an int32 config vector of `size` entries (must be 7:
+// version 1, method id 0 or 1, then F, N, w, S, seed). Returns "" and fills
+// `*config` on success, otherwise an error message (and leaves *config alone).
+std::string ParseConfig(const int32_t* vec, int64_t size, Config* config);
+
+// ---- Hash primitives (exposed for tests and the sanitizer driver). ----
+
+// MurmurHash3 64-bit finalizer.
+uint64_t Fmix64(uint64_t k);
+// 64-bit FNV-1a over unsigned bytes, continuing from state `h`.
+uint64_t Fnv1a64(const uint8_t* data, size_t len, uint64_t h = kFnvOffset);
+// fmix64(fnv1a64(data) ^ seed * kGolden); seed must be >= 0.
+uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed);
+// k-th derived hash (k = 0, 1, ...): fmix64(base + (k + 1) * kGolden).
+uint64_t DerivedHash(uint64_t base, uint64_t k);
+
+// ---- Text primitives (exposed for tests). ----
+
+enum CharClass : int { kSpace = 0, kSingle = 1, kNoSpace = 2, kWord = 3 };
+
+// Decodes the code point starting at data[pos] (pos < len). Writes it to *cp
+// and returns the number of bytes consumed (1..4). Ill-formed input gives
+// U+FFFD covering exactly one byte.
+size_t DecodeUtf8(const uint8_t* data, size_t len, size_t pos, uint32_t* cp);
+CharClass ClassifyCodePoint(uint32_t cp);
+bool IsThaiLaoMark(uint32_t cp);
+uint32_t LowerCodePoint(uint32_t cp);
+
+// Projects strings with one fixed, valid config. Holds small scratch buffers
+// that are reused across calls (no allocation per token or per string).
+class Projector {
+ public:
+  // `config` must be valid (see ValidateConfig); Run() reports otherwise.
+  explicit Projector(const Config& config);
+
+  const Config& config() const { return config_; }
+
+  // Projects one UTF-8 byte string.
+  //   features: float32 [S * D], mask: float32 [S], offsets: int32 [S * 2].
+  // Every element of the three outputs is written (padding with zeros).
+  // Returns false and sets *error (if not null) when a token offset does not
+  // fit in int32 (inputs over 2 GiB; the outputs are then all zero) or when
+  // the config given to the constructor is invalid (nothing is written: the
+  // sizes are unknown).
+  bool Run(const uint8_t* data, size_t len, float* features, float* mask,
+           int32_t* offsets, std::string* error = nullptr);
+
+ private:
+  // The token being built: byte range, class and the UTF-8 bytes of its first
+  // kMaxTokenChars lowercased code points framed by 0x02 ... 0x03.
+  struct Token {
+    size_t start = 0;
+    size_t end = 0;
+    CharClass cls = kWord;
+    int num_chars = 0;                          // stored code points (<= 64)
+    uint8_t bytes[1 + 4 * kMaxTokenChars + 1];  // 0x02, chars..., (0x03)
+    uint16_t bounds[kMaxTokenChars + 3];        // piece i = bytes[b[i], b[i+1])
+  };
+
+  void StartToken(size_t start, size_t end, uint32_t cp, CharClass cls);
+  void ExtendToken(size_t end, uint32_t cp);
+  // Hashes the finished token_ as token number `t` into its ring slot.
+  void HashToken(int t);
+  void MinHashIndices(uint32_t* index);  // N Bloom filter indices of token_
+  void TernaryWords(uint64_t* words);    // ceil(F / 32) 2-bit feature words of token_
+  // Writes output row `row` (blocks of tokens row-w .. row+w, zeros for
+  // tokens outside [0, num_tokens)). Rows are written once, in order, so the
+  // output is streamed instead of being cleared first and scattered into.
+  void WriteRow(int row, int num_tokens, float* features);
+
+  Config config_;
+  std::string config_error_;
+  uint64_t seed_mix_ = 0;
+  int64_t row_size_ = 0;  // D
+  int ring_size_ = 1;     // 2w + 1 tokens in flight
+  Token token_;
+  std::vector<uint64_t> fingerprint_;  // [N]
+  std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][N] Bloom filter indices
+  std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(F / 32)] packed features
+};
+
+// Convenience wrapper: Projector(config).Run(...). Thread-safe.
+bool Project(const uint8_t* data, size_t len, const Config& config,
+             float* features, float* mask, int32_t* offsets,
+             std::string* error = nullptr);
+
+}  // namespace projection
+}  // namespace ondevice_nlp
+
+#endif  // ONDEVICE_NLP_CUSTOM_OPS_PROJECTION_H_

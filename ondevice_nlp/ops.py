@@ -1,0 +1,259 @@
+"""Python API of the ``OndeviceProjection`` op (TensorFlow and TFLite).
+
+The op maps a batch of UTF-8 strings to per-token hashing-projection features,
+the input layer of the two on-device models of this package:
+
+* ``minhash``: MinHash counting Bloom filter over character trigrams, the
+  projection of pNLP-Mixer (Fusco et al. 2022, "pNLP-Mixer: an Efficient
+  all-MLP Architecture for Language", arXiv:2202.04350, Sec. 2.1);
+* ``ternary``: 2-bit ternary features, the projection of pQRNN (Kaliamoorthi
+  et al. 2021, "Distilling Large Language Models into Tiny and Effective
+  Students using pQRNN", arXiv:2101.08890).
+
+The specification is :mod:`ondevice_nlp.projection_ref` (pure NumPy); one C++
+core (``custom_ops/projection.cc``) implements it for both runtimes, and the
+tests hold the three bit-for-bit equal.
+
+Shapes and dtypes, for a batch of B strings and a config vector
+``ProjectionConfig.to_vector()`` (int32 [7] = [1, method, F, N, w, S, seed]):
+
+* ``features``: float32 [B, S, (2w+1)*F]
+* ``mask``: float32 [B, S] (1.0 for real tokens, 0.0 for padding)
+* ``offsets``: int32 [B, S, 2] (UTF-8 byte start/end of each token)
+
+The shared libraries live in ``ondevice_nlp/_lib`` and are built by
+``tools/build_ops.py`` (also run by ``pip install``). In a source checkout they
+are (re)built on first use when missing or older than their sources.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CUSTOM_OP_NAME = "OndeviceProjection"
+"""Name of the op in TensorFlow graphs and of the TFLite custom op."""
+
+LIB_DIR = Path(__file__).resolve().parent / "_lib"
+TF_OP_LIBRARY = LIB_DIR / "_projection_tf_op.so"
+TFLITE_LIBRARY = LIB_DIR / "_projection_tflite.so"
+
+_REPO = Path(__file__).resolve().parents[1]
+_BUILD_SCRIPT = _REPO / "tools" / "build_ops.py"
+_SOURCES = _REPO / "custom_ops"
+_TFLITE_IDENTIFIER = b"TFL3"
+
+_lock = threading.RLock()
+_tf_module = None
+_tflite_cdll = None
+
+
+def _have_sources() -> bool:
+    return _BUILD_SCRIPT.is_file() and (_SOURCES / "projection.cc").is_file()
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("_ondevice_nlp_build_ops", _BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ensure_library(path: Path, target: str) -> Path:
+    """Return ``path``, building it from ``custom_ops/`` first in a source checkout."""
+    if _have_sources():
+        build_ops = _build_module()
+        try:
+            build_ops.build(out_dir=LIB_DIR, targets=(target,), verbose=False)
+        except (build_ops.BuildError, OSError) as e:
+            if not path.is_file():
+                raise RuntimeError(
+                    f"{path.name} is missing and building it from {_SOURCES} failed:\n{e}") from None
+            warnings.warn(f"could not rebuild {path.name} from {_SOURCES}; using the existing "
+                          f"library, which may be stale:\n{e}", RuntimeWarning, stacklevel=3)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing and no sources are available to build it; reinstall "
+            "ondevice-nlp (pip install builds it) or run `python tools/build_ops.py` in a checkout")
+    return path
+
+
+def load_tf_op_library():
+    """Load (once per process) the TensorFlow op library.
+
+    Returns:
+      The module returned by ``tf.load_op_library``; ``.ondevice_projection``
+      is the raw op.
+
+    Raises:
+      FileNotFoundError: the library is missing and there are no sources.
+      RuntimeError: the library is missing and building it failed (the
+        compiler's message is included).
+    """
+    global _tf_module
+    with _lock:
+        if _tf_module is None:
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            path = _ensure_library(TF_OP_LIBRARY, "tf")
+            _tf_module = tf.load_op_library(str(path))
+        return _tf_module
+
+
+def _config_vector(config: Any) -> Any:
+    if hasattr(config, "to_vector"):  # ProjectionConfig
+        return config.to_vector()
+    return config
+
+
+def projection(texts, config_vector, name: str | None = None):
+    """Run the projection op in TensorFlow (eager or inside ``tf.function``).
+
+    Args:
+      texts: tf.string [B] (anything ``tf.convert_to_tensor`` accepts).
+      config_vector: int32 [7] ``ProjectionConfig.to_vector()`` (a
+        ``ProjectionConfig`` is accepted too). A constant config gives static
+        S and D in graphs (needed for TFLite conversion).
+      name: optional op name.
+
+    Returns:
+      (features float32 [B, S, (2w+1)F], mask float32 [B, S],
+      offsets int32 [B, S, 2]).
+
+    Raises:
+      tf.errors.InvalidArgumentError (eager) / ValueError (graph construction
+      with a constant config): invalid config or input of the wrong rank.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    # Inside tf.function, keep AutoGraph out of the loading/building code.
+    return tf.autograph.experimental.do_not_convert(_projection)(texts, config_vector, name)
+
+
+def _projection(texts, config_vector, name):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    lib = load_tf_op_library()
+    config = _config_vector(config_vector)
+    if isinstance(config, (list, tuple, np.ndarray)):
+        config = np.asarray(config, dtype=np.int32)
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    config = tf.convert_to_tensor(config, dtype=tf.int32)
+    features, mask, offsets = lib.ondevice_projection(input=texts, config=config, name=name)
+    return features, mask, offsets
+
+
+def load_tflite_library() -> ctypes.CDLL:
+    """Load (once per process) the TFLite kernel library through ctypes.
+
+    Exposes ``OndeviceNlp_ProjectionRegistration()`` (a
+    ``const TfLiteRegistration*``) and ``OndeviceNlp_RegisterProjection(void*
+    resolver)``.
+    """
+    global _tflite_cdll
+    with _lock:
+        if _tflite_cdll is None:
+            path = _ensure_library(TFLITE_LIBRARY, "tflite")
+            lib = ctypes.CDLL(str(path))
+            lib.OndeviceNlp_RegisterProjection.argtypes = [ctypes.c_void_p]
+            lib.OndeviceNlp_RegisterProjection.restype = None
+            lib.OndeviceNlp_ProjectionRegistration.argtypes = []
+            lib.OndeviceNlp_ProjectionRegistration.restype = ctypes.c_void_p
+            _tflite_cdll = lib
+        return _tflite_cdll
+
+
+def tflite_registerer(resolver_address: int) -> None:
+    """Register ``OndeviceProjection`` in a TFLite ``MutableOpResolver``.
+
+    Pass it as ``InterpreterWithCustomOps(custom_op_registerers=[tflite_registerer], ...)``
+    (ai_edge_litert or tf.lite); the interpreter calls it with the resolver's
+    address as an int.
+    """
+    address = int(resolver_address)
+    if address == 0:
+        raise ValueError("null op resolver address")
+    load_tflite_library().OndeviceNlp_RegisterProjection(ctypes.c_void_p(address))
+
+
+def _check_flatbuffer(header: bytes, size: int, what: str) -> None:
+    if size < 8 or len(header) < 8:
+        raise ValueError(f"{what} is not a TFLite model: {size} bytes is too short")
+    if header[4:8] != _TFLITE_IDENTIFIER:
+        raise ValueError(f"{what} is not a TFLite model: flatbuffer identifier is "
+                         f"{header[4:8]!r}, expected {_TFLITE_IDENTIFIER!r}")
+    root = int.from_bytes(header[0:4], "little")
+    if not 8 <= root < size:
+        raise ValueError(f"{what} is not a valid TFLite model: root table offset {root} is "
+                         f"outside the {size}-byte buffer")
+
+
+def make_interpreter(model_path: str | os.PathLike | None = None,
+                     model_content: bytes | None = None, num_threads: int = 1):
+    """An ``ai_edge_litert`` ``InterpreterWithCustomOps`` with our op registered.
+
+    Exactly one of ``model_path`` / ``model_content`` must be given. The model
+    is checked first (size, ``TFL3`` flatbuffer identifier, root offset) so a
+    wrong file gives a clear exception; the interpreter then runs the
+    flatbuffer verifier (a truncated or corrupted model is a ValueError, not a
+    crash), and the kernel itself rejects malformed inputs with an error. Call
+    ``allocate_tensors()`` (after ``resize_tensor_input`` for a batch > 1)
+    before ``invoke()``.
+
+    Raises:
+      FileNotFoundError: ``model_path`` does not exist.
+      ValueError: both or neither source given, not a TFLite flatbuffer, the
+        interpreter rejected the model, or ``num_threads`` < 1.
+    """
+    if (model_path is None) == (model_content is None):
+        raise ValueError("give exactly one of model_path or model_content")
+    if not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be an int >= 1, got {num_threads!r}")
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps  # pylint: disable=import-outside-toplevel
+
+    kwargs: dict[str, Any] = {"num_threads": num_threads}
+    if model_path is not None:
+        path = Path(os.fspath(model_path))
+        if not path.exists():
+            raise FileNotFoundError(f"TFLite model not found: {path}")
+        if not path.is_file():
+            raise ValueError(f"TFLite model path is not a file: {path}")
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(8)
+        what = f"TFLite model file {path}"
+        _check_flatbuffer(header, size, what)
+        kwargs["model_path"] = str(path)
+    else:
+        try:
+            content = bytes(model_content)
+        except TypeError:
+            raise ValueError("model_content must be bytes-like, got "
+                             f"{type(model_content).__name__}") from None
+        what = "model_content"
+        _check_flatbuffer(content[:8], len(content), what)
+        kwargs["model_content"] = content
+    load_tflite_library()  # fail here, with a clear message, if it is missing
+    try:
+        return InterpreterWithCustomOps(custom_op_registerers=[tflite_registerer], **kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"could not create a TFLite interpreter from {what}: {e}") from e
+
+
+__all__ = [
+    "CUSTOM_OP_NAME",
+    "LIB_DIR",
+    "TF_OP_LIBRARY",
+    "TFLITE_LIBRARY",
+    "load_tf_op_library",
+    "load_tflite_library",
+    "make_interpreter",
+    "projection",
+    "tflite_registerer",
+]

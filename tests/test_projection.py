@@ -1,0 +1,492 @@
+"""Hashing projection: pinned hash vectors, NumPy reference == TF op == TFLite
+kernel (bit for bit), invalid inputs, and an ASan/UBSan run of the C++ core
+and TFLite kernel through a standalone driver."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from ondevice_nlp import projection_ref as ref
+
+REPO = Path(__file__).resolve().parents[1]
+MB = 1 << 20
+INT32_MAX = (1 << 31) - 1
+
+
+# --------------------------------------------------------------------------
+# (a) Pinned vectors: any drift of the hash or the tokenizer fails loudly.
+# --------------------------------------------------------------------------
+
+def test_fnv1a64_standard_vectors():
+    assert ref.fnv1a64(b"") == 0xCBF29CE484222325
+    assert ref.fnv1a64(b"a") == 0xAF63DC4C8601EC8C
+    assert ref.fnv1a64(b"foobar") == 0x85944171F73967E8
+
+
+def test_pinned_unit_and_derived_hashes():
+    assert ref.fmix64(0) == 0
+    assert ref.fmix64(1) == 0xB456BCFC34C2CB2C
+    assert ref.unit_hash(b"", 0) == 0xEFD01F60BA992926
+    assert ref.unit_hash(b"a", 0) == 0x82A2A958A9BECE5B
+    assert ref.unit_hash(b"hello", 0) == 0xE9C562C0FDB23244
+    assert ref.unit_hash(b"hello", 7) == 0x454DAE2851EDA39C
+    assert ref.unit_hash(b"\x02he", 0) == 0x39ACF4C384491F31
+    assert ref.unit_hash("สวั".encode(), 3) == 0x14CC90904083580F
+    assert ref.unit_hash(b"\xef\xbf\xbd", INT32_MAX) == 0xEBCFE20453640796
+    derived = ref.derived_hashes(ref.unit_hash(b"hello", 0), 4)
+    assert derived.dtype == np.uint64
+    assert [int(x) for x in derived] == [0x70093FF1D7ED1D36, 0x494E7936F3347E21,
+                                         0x1DBB3718C25A5443, 0x24179ADCC264309B]
+
+
+def test_pinned_token_features():
+    cps = ref.tokenize("Hello", 4)[0][2]
+    mh = ref.minhash_features(cps, ref.ProjectionConfig("minhash", 1024, 16, 0, 4, 0))
+    assert np.nonzero(mh)[0].tolist() == [78, 114, 163, 341, 352, 404, 412, 622, 623, 633,
+                                          647, 749, 779, 890, 938, 1020]
+    assert mh.sum() == 16
+    tern = ref.ternary_features(cps, ref.ProjectionConfig("ternary", 40, 1, 0, 4, 5))
+    assert tern.astype(int).tolist() == [
+        -1, -1, 0, -1, -1, 0, 1, -1, 0, -1, 0, 0, 0, 1, 0, 1, 0, 1, 0, -1,
+        -1, 1, 1, 1, 0, 1, -1, -1, 1, 1, 1, 1, 0, -1, 1, -1, -1, 0, 0, 0]
+
+
+def test_lowercase_table_pins():
+    """Fixed lowercase table: Latin-1, Ext-A pairs (U+0130 capital I with dot -> i), Greek, Cyrillic."""
+    pairs = {0x41: 0x61, 0xC9: 0xE9, 0xD7: 0xD7, 0xDF: 0xDF, 0x100: 0x101, 0x130: 0x69, 0x131: 0x131,
+             0x139: 0x13A, 0x178: 0xFF, 0x391: 0x3B1, 0x3A2: 0x3A2, 0x410: 0x430, 0x401: 0x451,
+             0x0E01: 0x0E01}
+    assert {cp: ref.lower_cp(cp) for cp in pairs} == pairs
+
+
+def test_pinned_tokenization():
+    toks = ref.tokenize("Hello, wörld! สวัสดี 😀👍🏽 e\u0301 ÿ\x00\xa0x", 20)
+    assert [(s, e) for s, e, _ in toks] == [
+        (0, 5), (5, 6), (7, 13), (13, 14), (15, 18), (18, 24), (24, 27), (27, 33), (34, 38),
+        (38, 42), (42, 46), (47, 50), (51, 53), (56, 57)]
+    # U+FFFD is a word character: ill-formed bytes join the word next to them.
+    assert ref.tokenize(b"a \xff\xc0\x80b", 2) == [(0, 1, [0x61]), (2, 6, [0xFFFD] * 3 + [0x62])]
+
+
+# --------------------------------------------------------------------------
+# Corpus of nasty text.
+# --------------------------------------------------------------------------
+
+_PIECES = [
+    "set an alarm for 7 am", "What's the weather like in New York?", "CALL MOM", "x",
+    "\U0001F469\u200D\U0001F4BB", "\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466",
+    "\U0001F1EB\U0001F1F7", "\U0001F44D\U0001F3FD", "\u2764\ufe0f", "\U0001F600\U0001F600",
+    "สวัสดีครับ", "ภาษาไทย", "ัุ่", "ເພາະວ່າ", "नमस्ते दुनिया", "क्या हाल है?", "।॥",
+    "e\u0301\u0302", "a\u0308\u0323", "\u0301abc", "مرحبا بالعالم", "שלום עולם",
+    "\u202eabc\u202c", "\u200f\u200e", "日本語のテキスト", "中文分词", "한국어 텍스트",
+    "ΑΒΓΔ Ωμέγα ΣΑΣ", "ПРИВЕТ Мир Ёж ЂЏ", "ŸÀÉÎ×Þ ĲĳŁłŃŇŽ", "İı ſ", "\x00", "\t\n\r\x0b",
+    "\u00a0", "\u3000", "\ufeff", "\u200b", "\u2028\u2029", "\u1680", "\x7f\x85",
+    "y" * 300, "Ａｂｃ１２３", "¡Hola! ¿Qué tal?", "«quoted» §1 ¶·", "a—b…c‰", "→↑⌘", "、。〃",
+    "မြန်မာ", "ខ្មែរ", "𠀀𠀁", "\U0010FFFF\U000E0001", "\uFFFD", "〄ぁァ",
+    "ab12CD", "'\"!@#$%^&*()[]{}<>", "tab\tsep", "z" * 70,
+]
+_BAD_BYTES = [b"\xff", b"\xfe\xfe", b"\xc0\x80", b"\xc1\xbf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+              b"\xf5\x80", b"\xe2\x82", b"\xf0\x9f\x98", b"\x80", b"\xbf\xbf", b"\xe0\x9f\x80",
+              b"\xf0\x8f\xbf\xbf", b"\x00\x00", b"\xc3"]
+
+
+def _random_text(rng: random.Random) -> bytes:
+    out = []
+    for _ in range(rng.randint(0, 9)):
+        r = rng.random()
+        if r < 0.55:
+            out.append(rng.choice(_PIECES).encode())
+        elif r < 0.7:
+            out.append(rng.choice(_BAD_BYTES))
+        elif r < 0.85:
+            cps = []
+            for _ in range(rng.randint(1, 12)):
+                cp = rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0x7FF),
+                                 rng.randint(0x800, 0xFFFF), rng.randint(0x10000, 0x10FFFF),
+                                 rng.randint(0x0E00, 0x0EFF)])
+                cps.append(chr(cp if not 0xD800 <= cp <= 0xDFFF else 0xFFFD))
+            out.append("".join(cps).encode())
+        else:
+            out.append(bytes(rng.randrange(256) for _ in range(rng.randint(1, 12))))
+        out.append(rng.choice([b"", b" ", b"  ", b"\t", b"\n", b"\xc2\xa0"]))
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=None)
+def corpus() -> tuple[bytes, ...]:
+    rng = random.Random(20240611)
+    fixed = [b"", b" ", b"   \t\n  ", b"\x00", b"a\x00b", "\u3000\u00a0\ufeff".encode(),
+             b"\xff" * 5, "Hello, World!".encode(), ("w" * 5000).encode(),
+             " ".join(f"tok{i}" for i in range(300)).encode()]
+    return tuple(fixed + [_random_text(rng) for _ in range(70)])
+
+
+@functools.lru_cache(maxsize=None)
+def huge_strings() -> tuple[bytes, ...]:
+    rng = random.Random(7)
+    words = " ".join("".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 9)))
+                     for _ in range(200000)).encode()[:MB]
+    return (b"a" * MB, words, b" " * MB + b"end", "กั่".encode() * (MB // 9))
+
+
+CONFIGS = [
+    ref.ProjectionConfig("minhash", 1024, 64, 1, 64, 0),
+    ref.ProjectionConfig("minhash", 64, 8, 0, 16, 7),
+    ref.ProjectionConfig("minhash", 7, 3, 2, 5, 123),
+    ref.ProjectionConfig("minhash", 1, 1, 0, 1, 0),
+    ref.ProjectionConfig("minhash", 300, 200, 3, 24, INT32_MAX),
+    ref.ProjectionConfig("ternary", 1024, 64, 1, 64, 0),
+    ref.ProjectionConfig("ternary", 33, 1, 2, 7, 99),
+    ref.ProjectionConfig("ternary", 1, 1, 16, 3, 5),
+    ref.ProjectionConfig("ternary", 100, 4096, 0, 40, INT32_MAX),
+]
+TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6]]
+
+
+def _cfg_id(cfg: ref.ProjectionConfig) -> str:
+    return (f"{cfg.method}-F{cfg.feature_size}-N{cfg.num_hashes}-w{cfg.window}"
+            f"-S{cfg.max_tokens}-seed{cfg.seed}")
+
+
+@functools.lru_cache(maxsize=None)
+def reference(texts: tuple[bytes, ...], cfg: ref.ProjectionConfig):
+    return ref.project(list(texts), cfg)
+
+
+def assert_bit_exact(got, want, what: str = ""):
+    names = ("features", "mask", "offsets")
+    dtypes = (np.float32, np.float32, np.int32)
+    for name, dtype, g, w in zip(names, dtypes, got, want):
+        g = np.asarray(g)
+        assert g.dtype == dtype, f"{what} {name}: dtype {g.dtype}"
+        assert g.shape == w.shape, f"{what} {name}: shape {g.shape} != {w.shape}"
+        # Compare the raw bits (catches -0.0 vs 0.0 too).
+        np.testing.assert_array_equal(g.view(np.uint32), w.astype(dtype).view(np.uint32),
+                                      err_msg=f"{what} {name}")
+
+
+# --------------------------------------------------------------------------
+# TensorFlow op.
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tf():
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def ops(tf):
+    from ondevice_nlp import ops as ops_module
+    ops_module.load_tf_op_library()
+    return ops_module
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
+def test_tf_op_matches_reference(ops, cfg):
+    texts = corpus()
+    got = ops.projection(list(texts), cfg.to_vector())
+    assert_bit_exact([t.numpy() for t in got], reference(texts, cfg), _cfg_id(cfg))
+
+
+def test_tf_op_shapes_and_empty_batch(ops, tf):
+    cfg = CONFIGS[1]
+    vec = cfg.to_vector()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def const_config(x):
+        return ops.projection(x, tf.constant(vec))
+
+    out = const_config.get_concrete_function().structured_outputs
+    assert [o.shape.as_list() for o in out] == [[None, 16, 64], [None, 16], [None, 16, 2]]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([7], tf.int32)])
+    def runtime_config(x, c):
+        return ops.projection(x, c)
+
+    out = runtime_config.get_concrete_function().structured_outputs
+    assert [o.shape.as_list() for o in out] == [[None, None, None], [None, None], [None, None, 2]]
+    got = runtime_config(tf.constant(list(corpus()[:12])), tf.constant(vec))
+    assert_bit_exact([t.numpy() for t in got], reference(corpus()[:12], cfg))
+
+    f, m, o = ops.projection(tf.zeros([0], tf.string), vec)
+    assert f.shape == (0, 16, 64) and m.shape == (0, 16) and o.shape == (0, 16, 2)
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[6]], ids=_cfg_id)
+def test_tf_op_huge_strings(ops, cfg):
+    texts = huge_strings()
+    start = time.perf_counter()
+    got = ops.projection(list(texts), cfg.to_vector())
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0, f"4 x 1 MB strings took {elapsed:.2f} s"
+    assert_bit_exact([t.numpy() for t in got], reference(texts, cfg), "1MB")
+
+
+BAD_VECTORS = [
+    [0, 0, 16, 4, 1, 8, 0], [2, 0, 16, 4, 1, 8, 0], [1, 2, 16, 4, 1, 8, 0], [1, -1, 16, 4, 1, 8, 0],
+    [1, 0, 0, 4, 1, 8, 0], [1, 0, 65537, 4, 1, 8, 0], [1, 0, -(1 << 31), 4, 1, 8, 0],
+    [1, 0, 16, 0, 1, 8, 0], [1, 1, 16, 4097, 1, 8, 0], [1, 0, 16, 4, -1, 8, 0],
+    [1, 0, 16, 4, 17, 8, 0], [1, 0, 16, 4, 1, 0, 0], [1, 0, 16, 4, 1, 4097, 0],
+    [1, 0, 16, 4, 1, 8, -1], [1, 0, 16, 4, 1, 8], [1, 0, 16, 4, 1, 8, 0, 0],
+]
+
+
+@pytest.mark.parametrize("vec", BAD_VECTORS, ids=lambda v: ",".join(map(str, v)))
+def test_invalid_config_tf_eager(ops, tf, vec):
+    with pytest.raises(ValueError):
+        ref.ProjectionConfig.from_vector(vec)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="OndeviceProjection"):
+        ops.projection([b"hello world"], np.array(vec, np.int32))
+
+
+def test_invalid_config_tf_graph(ops, tf):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def fn(x):
+        return ops.projection(x, tf.constant([1, 0, 0, 4, 1, 8, 0]))
+
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="feature_size"):
+        fn.get_concrete_function()
+
+
+def test_invalid_input_rank_tf(ops, tf):
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        ops.projection(tf.constant([[b"a"]]), CONFIGS[1].to_vector())
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        ops.projection(tf.constant(b"a"), CONFIGS[1].to_vector())
+
+
+# --------------------------------------------------------------------------
+# TFLite kernel.
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def tflite_model(cfg: ref.ProjectionConfig, runtime_config: bool = False) -> bytes:
+    import tensorflow as tf
+    from ondevice_nlp import ops
+    vec = cfg.to_vector()
+    if runtime_config:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
+                                      tf.TensorSpec([7], tf.int32)])
+        def fn(x, c):
+            return ops.projection(x, c)
+    else:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def fn(x):
+            return ops.projection(x, tf.constant(vec))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    converter.allow_custom_ops = True
+    return converter.convert()
+
+
+def run_tflite(interpreter, texts, config=None):
+    inputs = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
+    interpreter.resize_tensor_input(inputs[0]["index"], [len(texts)])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inputs[0]["index"], np.array(list(texts), dtype=object))
+    if config is not None:
+        interpreter.set_tensor(inputs[1]["index"], np.asarray(config, np.int32))
+    interpreter.invoke()
+    outs = {d["name"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+    # Converted tuple outputs are named Identity, Identity_1, Identity_2.
+    return [outs[k] for k in sorted(outs, key=lambda n: (len(n), n))]
+
+
+@pytest.mark.parametrize("cfg", TFLITE_CONFIGS, ids=_cfg_id)
+def test_tflite_matches_reference(ops, cfg):
+    model = tflite_model(cfg)
+    interpreter = ops.make_interpreter(model_content=model)
+    texts = corpus()
+    assert_bit_exact(run_tflite(interpreter, texts), reference(texts, cfg), "batch")
+    # Re-prepare with other batch sizes on the same interpreter.
+    for i in (0, 3, 17):
+        assert_bit_exact(run_tflite(interpreter, texts[i:i + 1]), reference(texts[i:i + 1], cfg),
+                         f"single {i}")
+    assert_bit_exact(run_tflite(interpreter, texts[:5]), reference(texts[:5], cfg), "batch 5")
+
+
+def test_tflite_huge_strings_and_latency(ops):
+    cfg = CONFIGS[0]
+    interpreter = ops.make_interpreter(model_content=tflite_model(cfg))
+    texts = huge_strings()
+    assert_bit_exact(run_tflite(interpreter, texts), reference(texts, cfg), "1MB")
+    run_tflite(interpreter, [b"set an alarm for seven am tomorrow"])
+    start = time.perf_counter()
+    for _ in range(20):
+        interpreter.invoke()
+    per_call = (time.perf_counter() - start) / 20
+    assert per_call < 0.05, f"one utterance took {per_call * 1e3:.1f} ms"
+
+
+def test_tflite_model_path_and_empty_batch(ops, tmp_path):
+    cfg = CONFIGS[2]
+    path = tmp_path / "projection.tflite"
+    path.write_bytes(tflite_model(cfg))
+    interpreter = ops.make_interpreter(model_path=path, num_threads=2)
+    outs = run_tflite(interpreter, [])
+    assert [o.shape for o in outs] == [(0, 5, 35), (0, 5), (0, 5, 2)]
+    assert_bit_exact(run_tflite(interpreter, corpus()[:9]), reference(corpus()[:9], cfg))
+
+
+def test_tflite_runtime_config_input(ops):
+    """Config as a model input: outputs are dynamic and sized in Eval."""
+    cfg = CONFIGS[6]
+    interpreter = ops.make_interpreter(model_content=tflite_model(cfg, runtime_config=True))
+    texts = corpus()[:20]
+    assert_bit_exact(run_tflite(interpreter, texts, cfg.to_vector()), reference(texts, cfg))
+    other = CONFIGS[1]
+    assert_bit_exact(run_tflite(interpreter, texts, other.to_vector()), reference(texts, other))
+    with pytest.raises(RuntimeError, match="feature_size"):
+        run_tflite(interpreter, texts, [1, 0, 0, 4, 1, 8, 0])
+    with pytest.raises(RuntimeError, match="version"):
+        run_tflite(interpreter, texts, [7, 0, 16, 4, 1, 8, 0])
+
+
+@pytest.mark.parametrize("vec", [[1, 0, 0, 64, 1, 64, 0], [3, 0, 1024, 64, 1, 64, 0],
+                                 [1, 9, 1024, 64, 1, 64, 0], [1, 0, 1024, 64, 1, 64, -5],
+                                 [1, 0, 1024, 64, 99, 64, 0], [1, 0, 1024, 64, 1, 0, 0]])
+def test_invalid_config_tflite(ops, vec):
+    """A model whose constant config was corrupted: an error, never a crash."""
+    model = tflite_model(CONFIGS[0])
+    good = CONFIGS[0].to_vector().tobytes()
+    assert model.count(good) == 1
+    bad = model.replace(good, np.array(vec, np.int32).tobytes())
+    interpreter = ops.make_interpreter(model_content=bad)
+    with pytest.raises(RuntimeError, match="OndeviceProjection"):
+        run_tflite(interpreter, [b"hello world"])
+
+
+def test_tflite_with_tensorflow_interpreter(ops):
+    """The same registerer works with tensorflow's own InterpreterWithCustomOps."""
+    try:
+        from tensorflow.lite.python.interpreter import InterpreterWithCustomOps
+    except ImportError:
+        pytest.skip("tensorflow.lite interpreter not available")
+    cfg = CONFIGS[2]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interpreter = InterpreterWithCustomOps(custom_op_registerers=[ops.tflite_registerer],
+                                               model_content=tflite_model(cfg))
+    texts = corpus()[:10]
+    assert_bit_exact(run_tflite(interpreter, texts), reference(texts, cfg))
+
+
+def test_make_interpreter_rejects_bad_models(ops, tmp_path):
+    missing = tmp_path / "nope.tflite"
+    with pytest.raises(FileNotFoundError, match="nope.tflite"):
+        ops.make_interpreter(model_path=missing)
+    with pytest.raises(ValueError, match="not a file"):
+        ops.make_interpreter(model_path=tmp_path)
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="junk.tflite"):
+        ops.make_interpreter(model_path=junk)
+    short = tmp_path / "short.tflite"
+    short.write_bytes(b"TFL3")
+    with pytest.raises(ValueError, match="short.tflite"):
+        ops.make_interpreter(model_path=short)
+    model = tflite_model(CONFIGS[2])
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(model[:len(model) // 2])
+    with pytest.raises(ValueError):
+        ops.make_interpreter(model_path=truncated)
+    with pytest.raises(ValueError):
+        ops.make_interpreter(model_content=model[:100])
+    with pytest.raises(ValueError):
+        ops.make_interpreter()
+    with pytest.raises(ValueError):
+        ops.make_interpreter(model_path=truncated, model_content=model)
+    with pytest.raises(ValueError):
+        ops.make_interpreter(model_content=model, num_threads=0)
+
+
+def test_tflite_library_exports(ops):
+    import ctypes
+    lib = ops.load_tflite_library()
+    reg = lib.OndeviceNlp_ProjectionRegistration()
+    assert reg
+    # TfLiteRegistration: custom_name at +48, version at +56 (see tflite_abi.h).
+    name = ctypes.cast(ctypes.c_void_p.from_address(reg + 48).value, ctypes.c_char_p).value
+    assert name == ops.CUSTOM_OP_NAME.encode()
+    assert ctypes.c_int.from_address(reg + 56).value == 1
+    with pytest.raises(ValueError):
+        ops.tflite_registerer(0)
+
+
+# --------------------------------------------------------------------------
+# (d) Sanitizers: core + TFLite kernel under ASan/UBSan via a C++ driver.
+# --------------------------------------------------------------------------
+
+def _checksum(array: np.ndarray) -> int:
+    words = np.ascontiguousarray(array).view(np.uint32).reshape(-1).astype(np.uint64)
+    weights = np.arange(words.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    return int((words * weights).sum(dtype=np.uint64))
+
+
+def _string_buffer(texts) -> bytes:
+    header = 4 * (len(texts) + 2)
+    offsets = [header]
+    for t in texts:
+        offsets.append(offsets[-1] + len(t))
+    return (np.array([len(texts)] + offsets, np.int32).tobytes() + b"".join(texts))
+
+
+@pytest.fixture(scope="module")
+def sanitize_driver(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not installed")
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import build_ops
+    finally:
+        sys.path.pop(0)
+    out = tmp_path_factory.mktemp("sanitize")
+    return build_ops.build(out_dir=out, sanitize=True, targets=("driver",))["driver"]
+
+
+_SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+
+
+def _run_driver(driver: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **_SAN_ENV)
+    env.pop("LD_PRELOAD", None)
+    proc = subprocess.run([str(driver), *args], capture_output=True, text=True, env=env,
+                          timeout=240)
+    for marker in ("runtime error", "AddressSanitizer", "LeakSanitizer",
+                   "UndefinedBehaviorSanitizer"):
+        assert marker not in proc.stderr, proc.stderr[-4000:]
+    return proc
+
+
+def test_sanitized_driver_selftest(sanitize_driver):
+    proc = _run_driver(sanitize_driver, "selftest")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    counts = dict(item.split("=") for item in proc.stdout.split())
+    assert counts["failures"] == "0" and int(counts["checks"]) > 10000, proc.stdout
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7]], ids=_cfg_id)
+def test_sanitized_driver_checksums_match_reference(sanitize_driver, tmp_path, cfg):
+    texts = list(corpus()[:30])
+    path = tmp_path / "batch.bin"
+    path.write_bytes(cfg.to_vector().tobytes() + _string_buffer(texts))
+    proc = _run_driver(sanitize_driver, "checksum", str(path))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = dict(item.split("=") for item in proc.stdout.split())
+    features, mask, offsets = reference(tuple(texts), cfg)
+    assert int(got["features"]) == _checksum(features)
+    assert int(got["mask"]) == _checksum(mask)
+    assert int(got["offsets"]) == _checksum(offsets)
