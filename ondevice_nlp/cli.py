@@ -1,0 +1,129 @@
+"""Command line: ``ondevice-nlp build | evaluate | predict``.
+
+Errors the user can fix (missing files, malformed data, corrupt models) end
+with a one-line message on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+DEFAULT_DATA_DIR = os.environ.get("ONDEVICE_NLP_DATA", "../shared/data")
+
+
+def _langs(s: str) -> list:
+    out = [x.strip() for x in s.split(",") if x.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one language, e.g. en or en,es")
+    return out
+
+
+def _data_dir(dataset: str, data_dir: str | None) -> str:
+    if data_dir:
+        return data_dir
+    return os.path.join(DEFAULT_DATA_DIR, dataset)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ondevice-nlp", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="train, QAT, export OUT/model.tflite and evaluate it")
+    b.add_argument("--dataset", required=True, choices=["mtop", "massive", "snips"])
+    b.add_argument("--data-dir", help="dataset folder (default $ONDEVICE_NLP_DATA/<dataset> "
+                                      "or ../shared/data/<dataset>)")
+    b.add_argument("--languages", type=_langs, default=["en"], help="comma list, e.g. en,es,fr")
+    b.add_argument("--model", default="pnlp_mixer", choices=["pnlp_mixer"])
+    b.add_argument("--size", default="base", help="named size: xsmall, base, tiny (tests)")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--max-tokens", type=int, help="sequence length S (default from the size)")
+    b.add_argument("--epochs", type=int, default=12, help="float training epochs (max)")
+    b.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware epochs (max)")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--lr", type=float, default=2e-3)
+    b.add_argument("--qat-lr", type=float, default=2e-4)
+    b.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-train-examples", type=int, help="subsample training data per language")
+    b.add_argument("--max-eval-examples", type=int, help="subsample eval/test per language")
+    b.add_argument("--skip-bad-lines", action="store_true",
+                   help="skip and count malformed dataset lines instead of failing")
+
+    e = sub.add_parser("evaluate", help="score a .tflite on a dataset split; prints JSON")
+    e.add_argument("model_path")
+    e.add_argument("--dataset", required=True, choices=["mtop", "massive", "snips"])
+    e.add_argument("--data-dir")
+    e.add_argument("--split", default="test", choices=["train", "eval", "test"])
+    e.add_argument("--languages", type=_langs, help="default: the model's training languages")
+    e.add_argument("--skip-bad-lines", action="store_true")
+
+    r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")
+    r.add_argument("model_path")
+    r.add_argument("text")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .data.example import DataError
+    from .tflite_model import ModelFileError
+    try:
+        if args.command == "build":
+            return _build(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        return _predict(args)
+    except (FileNotFoundError, DataError, ModelFileError, ValueError) as e:
+        print(f"ondevice-nlp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _build(args) -> int:
+    from .pipeline import BuildArgs, build
+
+    os.makedirs(args.out, exist_ok=True)
+    fh = logging.FileHandler(os.path.join(args.out, "build.log"), encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(fh)
+    build(BuildArgs(
+        dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
+        languages=args.languages, out=args.out, model=args.model, size=args.size,
+        max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
+        batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, patience=args.patience,
+        seed=args.seed, max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .data import load_dataset
+    from .export import evaluate_tflite
+    from .tflite_model import TFLiteModel
+
+    tfl = TFLiteModel(args.model_path)
+    langs = args.languages or tfl.meta["languages"]
+    data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), langs, args.split,
+                        skip_bad_lines=args.skip_bad_lines)
+    out = {lang: evaluate_tflite(tfl, ex) for lang, ex in data.items()}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _predict(args) -> int:
+    from .tflite_model import TFLiteModel
+
+    tfl = TFLiteModel(args.model_path)
+    res = tfl.predict(args.text)
+    print(json.dumps({"intent": res["intent"], "slots": res["slots"]}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Named model sizes.
+
+A size fixes the projection (``ProjectionConfig``; the op always runs with
+window 0 and the bottleneck convolution applies the window, see
+``models/pnlp_mixer.py``) and the network (``MixerConfig``). Parameter
+counts and int8 ``.tflite`` bytes for MTOP heads are printed by
+``ondevice-nlp build`` and recorded in README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .models.pnlp_mixer import MixerConfig
+from .projection_ref import ProjectionConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSize:
+    """A named size: projection settings, bottleneck window and network size."""
+
+    projection: ProjectionConfig
+    window: int
+    mixer: MixerConfig
+
+
+SIZES = {
+    # ~0.2 M parameters (paper's X-Small: F=1024, w=0, H=64, 2 blocks).
+    "xsmall": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0), 0,
+                        MixerConfig(hidden=64, num_blocks=2, token_hidden=64, channel_hidden=64)),
+    # ~1.0 M parameters, about 1 MB int8: the paper's Base (F=1024, w=1) with H=224 so that
+    # the int8 file stays below 1.2 MB with MTOP's 117 intents and 157 slot tags.
+    "base": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0), 1,
+                      MixerConfig(hidden=224, num_blocks=2, token_hidden=256, channel_hidden=256)),
+    # A few steps of training only: for tests.
+    "tiny": ModelSize(ProjectionConfig("minhash", 64, 16, 0, 16, 0), 1,
+                      MixerConfig(hidden=16, num_blocks=1, token_hidden=16, channel_hidden=16,
+                                  dropout=0.0)),
+}
+
+
+def get_size(name: str, max_tokens: int | None = None) -> ModelSize:
+    """Look up a size by name, optionally overriding the sequence length S.
+
+    Raises:
+      ValueError: unknown name.
+    """
+    if name not in SIZES:
+        raise ValueError(f"unknown model size {name!r}; choose from {sorted(SIZES)}")
+    size = SIZES[name]
+    if max_tokens is not None:
+        size = dataclasses.replace(
+            size, projection=dataclasses.replace(size.projection, max_tokens=max_tokens))
+    return size

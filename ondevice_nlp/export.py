@@ -1,0 +1,106 @@
+"""Export a (QAT) Keras model to a self-contained int8 ``.tflite`` and evaluate it.
+
+The exported graph is ``text string [B] -> OndeviceProjection (custom op, float
+output) -> QUANTIZE -> int8 builtin ops -> outputs``; see ``tflite_model`` for
+the signature. Conversion follows the TFLite full-integer recipe
+(``Optimize.DEFAULT`` + ``TFLITE_BUILTINS_INT8`` + a representative dataset of
+raw training utterances), with our TFLite kernel registered in the converter's
+calibrator so calibration runs the real projection. Ranges of layers trained
+with QAT come from their fake-quant nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from . import ops
+from .data.example import Example
+from .metrics import evaluate
+from .projection_ref import ProjectionConfig
+from .tflite_model import TFLiteModel, _byte_to_char, add_metadata, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def serving_function(model, proj: ProjectionConfig) -> tf.types.experimental.ConcreteFunction:
+    """Concrete function text string [B] -> dict of outputs (see ``tflite_model``)."""
+    cfg_vec = tf.constant(proj.to_vector())
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        feats, mask, offsets = ops.projection(text, cfg_vec)
+        intent_logits, slot_logits = model({"features": feats, "mask": mask}, training=False)
+        return {
+            "intent_probs": tf.nn.softmax(intent_logits),
+            "slot_tags": tf.argmax(slot_logits, axis=-1, output_type=tf.int32),
+            "token_offsets": offsets,
+            "token_mask": mask,
+        }
+
+    return serve.get_concrete_function()
+
+
+def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[bytes],
+                 metadata: dict) -> bytes:
+    """Convert to an int8 full-integer ``.tflite`` (bytes) with ``metadata`` embedded.
+
+    Raises:
+      RuntimeError: the converter failed (its message is kept).
+    """
+    fn = serving_function(model, proj)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    conv.allow_custom_ops = True
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
+
+    def rep():
+        for t in representative_texts:
+            yield [np.array([t], dtype=object)]
+
+    conv.representative_dataset = rep
+    try:
+        buf = conv.convert()
+    except Exception as e:  # the converter raises ConverterError and friends
+        raise RuntimeError(f"TFLite conversion failed: {e}") from e
+    return add_metadata(buf, metadata)
+
+
+def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, path: str) -> int:
+    """Convert and write ``path`` atomically; returns the file size in bytes."""
+    buf = convert_int8(model, proj, representative_texts, metadata)
+    write_atomic(path, buf)
+    return len(buf)
+
+
+def tflite_predict_ids(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64):
+    """Run a ``.tflite`` on examples.
+
+    Returns (intent ids int [N], list of tag-id arrays, list of char-offset lists):
+    the slot tags and token offsets are the model's own outputs.
+    """
+    intent_ids, tags, offsets = [], [], []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        out = tfl.run([e.text for e in chunk])
+        intent_ids.append(np.argmax(out["intent_probs"], -1))
+        for j, ex in enumerate(chunk):
+            n = int(round(float(out["token_mask"][j].sum())))
+            tags.append(out["slot_tags"][j][:n])
+            offsets.append(_byte_to_char(ex.text, [tuple(map(int, o))
+                                                   for o in out["token_offsets"][j][:n]]))
+    return (np.concatenate(intent_ids) if intent_ids else np.zeros((0,), int)), tags, offsets
+
+
+def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64) -> dict:
+    """Intent accuracy, slot F1 and exact match of a ``.tflite`` on examples."""
+    from .tagging import bio_to_spans
+
+    ids, tags, offsets = tflite_predict_ids(tfl, examples, batch_size)
+    intents = [tfl.intents[int(i)] for i in ids]
+    slots = [bio_to_spans(o, [tfl.tags[int(k)] for k in t]) for o, t in zip(offsets, tags)]
+    return evaluate(list(examples), intents, slots)

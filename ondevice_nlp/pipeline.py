@@ -1,0 +1,197 @@
+"""The main job: ``ondevice-nlp build`` (train -> QAT -> int8 .tflite -> evaluate).
+
+Writes into OUT:
+  ``model.tflite``    the int8 model (written atomically);
+  ``metrics.json``    ``{"keras": {LANG: {intent_accuracy, slot_f1, exact_match, n, ...}},
+                      "keras_qat": {...}, "tflite": {...}, "model_size_bytes": N, ...}``
+                      (fractions in [0, 1]);
+  ``report.md``       the same as a short human-readable table;
+  ``build.log``       the log; ``checkpoints/`` best float and QAT weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import resource
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class BuildArgs:
+    """Options of ``ondevice-nlp build`` (see ``cli.py`` for their help)."""
+
+    dataset: str
+    data_dir: str
+    languages: list
+    out: str
+    model: str = "pnlp_mixer"
+    size: str = "base"
+    max_tokens: int | None = None
+    epochs: int = 12
+    qat_epochs: int = 2
+    batch_size: int = 128
+    lr: float = 2e-3
+    qat_lr: float = 2e-4
+    patience: int = 3
+    seed: int = 0
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    representative_examples: int = 200
+    skip_bad_lines: bool = False
+
+
+def _subset(examples, n, seed):
+    if n is None or len(examples) <= n:
+        return list(examples)
+    rng = random.Random(seed)
+    return rng.sample(list(examples), n)
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def build(a: BuildArgs) -> dict:
+    """Run the whole job; returns the metrics dict also written to metrics.json.
+
+    Raises:
+      FileNotFoundError / DataError: missing or malformed dataset files.
+      ValueError: unknown model or size, no training examples.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from . import train as T
+    from .configs import get_size
+    from .data import load_dataset
+    from .export import evaluate_tflite, export
+    from .models.pnlp_mixer import build_pnlp_mixer
+    from .tflite_model import TFLiteModel
+
+    if a.model != "pnlp_mixer":
+        raise ValueError(f"unknown model {a.model!r}; available: pnlp_mixer")
+    t_start = time.time()
+    os.makedirs(os.path.join(a.out, "checkpoints"), exist_ok=True)
+    random.seed(a.seed)
+    np.random.seed(a.seed)
+    tf.random.set_seed(a.seed)
+    keras.utils.set_random_seed(a.seed)
+    size = get_size(a.size, a.max_tokens)
+    proj = size.projection
+    S = proj.max_tokens
+
+    splits = {}
+    for split in ("train", "eval", "test"):
+        data = load_dataset(a.dataset, a.data_dir, a.languages, split,
+                            skip_bad_lines=a.skip_bad_lines)
+        cap = a.max_train_examples if split == "train" else a.max_eval_examples
+        splits[split] = {lang: _subset(ex, cap, a.seed) for lang, ex in data.items()}
+    train_ex = [e for lang in a.languages for e in splits["train"][lang]]
+    if not train_ex:
+        raise ValueError("no training examples")
+    labels = T.Labels.from_examples(train_ex)
+    log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
+             len(train_ex), ", ".join(f"{k}={len(v)}" for k, v in splits["train"].items()),
+             len(labels.intents), len(labels.tags), S, proj.feature_size, size.window)
+
+    enc_train = T.encode(train_ex, labels, S)
+    log.info("slots covering no token (cut by max_tokens=%d): %d", S, enc_train.n_uncovered_slots)
+    evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
+    tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
+
+    model = build_pnlp_mixer(size.mixer, max_tokens=S, feature_size=proj.feature_size,
+                             window=size.window, num_intents=len(labels.intents),
+                             num_tags=len(labels.tags))
+    n_params = int(model.count_params())
+    log.info("pNLP-Mixer %s: %d parameters", a.size, n_params)
+    steps = T.steps_for(len(train_ex), a.batch_size)
+    train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
+    verbose = T.keras_verbosity()
+
+    # 1. float training, early stopping on eval exact match
+    T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200))
+    cb = T.EvalExactMatch(evals, labels, proj, a.patience,
+                          os.path.join(a.out, "checkpoints", "float.weights.h5"), "float")
+    float_s = T.fit(model, train_ds, steps, a.epochs, cb, verbose)
+    keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
+                  for lang, (ex, enc) in tests.items()}
+
+    # 2. quantization-aware training from the best float weights
+    qat = T.quantize_aware(model)
+    T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0)
+    qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
+                           os.path.join(a.out, "checkpoints", "qat.weights.h5"), "qat")
+    if a.qat_epochs == 0:  # still calibrate the fake-quant ranges on a few batches
+        qat.fit(train_ds.take(min(steps, 8)), epochs=1, verbose=0)
+    qat_s = T.fit(qat, train_ds, steps, a.qat_epochs, qcb, verbose)
+    qat_test = {lang: T.evaluate_keras(qat, ex, enc, labels, proj)
+                for lang, (ex, enc) in tests.items()}
+
+    # 3. int8 export with the labels and settings inside the file
+    rep = [e.text.encode("utf-8") for e in _subset(train_ex, a.representative_examples, a.seed)]
+    meta = {"model": a.model, "size": a.size, "dataset": a.dataset, "languages": a.languages,
+            "projection": dataclasses.asdict(proj), "window": size.window,
+            "labels": labels.to_json(), "parameters": n_params}
+    t0 = time.time()
+    model_path = os.path.join(a.out, "model.tflite")
+    nbytes = export(qat, proj, rep, meta, model_path)
+    export_s = time.time() - t0
+    log.info("wrote %s (%d bytes)", model_path, nbytes)
+    tfl = TFLiteModel(model_path)
+    tflite_test = {lang: evaluate_tflite(tfl, ex) for lang, (ex, _) in tests.items()}
+
+    metrics = {
+        "keras": keras_test, "keras_qat": qat_test, "tflite": tflite_test,
+        "model_size_bytes": nbytes, "parameters": n_params,
+        "model": a.model, "size": a.size, "dataset": a.dataset, "languages": a.languages,
+        "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
+        "train_examples": len(train_ex),
+        "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
+        "eval_history": {"float": cb.history, "qat": qcb.history},
+        "seconds": {"float_training": round(float_s, 1), "qat": round(qat_s, 1),
+                    "export": round(export_s, 1), "total": round(time.time() - t_start, 1)},
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
+    for k in ("keras", "keras_qat", "tflite"):
+        metrics[k]["average"] = _average(metrics[k])
+    T.write_json_atomic(os.path.join(a.out, "metrics.json"), metrics)
+    report = format_report(metrics)
+    with open(os.path.join(a.out, "report.md"), "w", encoding="utf-8") as f:
+        f.write(report)
+    log.info("\n%s", report)
+    return metrics
+
+
+def _average(per_lang: dict) -> dict:
+    keys = ("intent_accuracy", "slot_f1", "exact_match")
+    langs = [v for k, v in per_lang.items() if k != "average"]
+    out = {k: float(np.mean([v[k] for v in langs])) for k in keys}
+    out["n"] = int(sum(v["n"] for v in langs))
+    return out
+
+
+def format_report(m: dict) -> str:
+    """Markdown table of test metrics per language for Keras float, Keras QAT and TFLite."""
+    lines = [f"# {m['model']} {m['size']} on {m['dataset']} "
+             f"({m['parameters']:,} parameters, model.tflite {m['model_size_bytes']:,} bytes)", "",
+             "| language | n | Keras EM | Keras intent acc | Keras slot F1 | QAT EM "
+             "| TFLite EM | TFLite intent acc | TFLite slot F1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for lang in [*m["languages"], "average"]:
+        k, q, t = m["keras"][lang], m["keras_qat"][lang], m["tflite"][lang]
+        lines.append(f"| {lang} | {k['n']} | {100 * k['exact_match']:.1f} | "
+                     f"{100 * k['intent_accuracy']:.1f} | {100 * k['slot_f1']:.1f} | "
+                     f"{100 * q['exact_match']:.1f} | {100 * t['exact_match']:.1f} | "
+                     f"{100 * t['intent_accuracy']:.1f} | {100 * t['slot_f1']:.1f} |")
+    s = m["seconds"]
+    lines += ["", f"Wall time {s['total']:.0f} s (float training {s['float_training']:.0f} s, "
+              f"QAT {s['qat']:.0f} s, export {s['export']:.0f} s); peak RSS "
+              f"{m['peak_rss_bytes'] / 2**20:.0f} MiB; epochs {m['epochs_run']}.", ""]
+    return "\n".join(lines)

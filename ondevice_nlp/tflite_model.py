@@ -1,0 +1,200 @@
+"""Reading and running our exported ``.tflite`` files (no TensorFlow needed).
+
+A model file carries everything evaluate/predict need: the projection config
+is a constant input of the custom op, and the label vocabularies plus settings
+are JSON in the flatbuffer's ``metadata`` list under the name
+``METADATA_NAME`` (TFLite schema: ``Model.metadata`` -> ``Buffer``).
+
+Signature ``serving_default``: input ``text`` string [B] (raw UTF-8); outputs
+``intent_probs`` float32 [B, C], ``slot_tags`` int32 [B, S] (BIO tag ids),
+``token_offsets`` int32 [B, S, 2] (UTF-8 byte start/end of each token) and
+``token_mask`` float32 [B, S].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Sequence
+
+import numpy as np
+
+METADATA_NAME = "ondevice_nlp"
+METADATA_FORMAT = "ondevice_nlp/1"
+_MIN_TFLITE_BYTES = 16
+
+
+class ModelFileError(ValueError):
+    """A ``.tflite`` file that is missing, corrupt, or not one of ours."""
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+    return schema
+
+
+def check_tflite_bytes(buf: bytes, path: str) -> None:
+    """Raise ModelFileError unless ``buf`` looks like a TFLite flatbuffer."""
+    if len(buf) < _MIN_TFLITE_BYTES or buf[4:8] != b"TFL3":
+        raise ModelFileError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier, "
+                             f"{len(buf)} bytes); the file is corrupt or of another kind")
+
+
+def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
+    """Our JSON metadata from a ``.tflite`` flatbuffer.
+
+    Raises:
+      ModelFileError: not a TFLite file, unparsable flatbuffer, or no
+        ``ondevice_nlp`` metadata (a model not exported by this package).
+    """
+    check_tflite_bytes(buf, path)
+    schema = _schema()
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        for i in range(model.MetadataLength()):
+            md = model.Metadata(i)
+            if md.Name() != METADATA_NAME.encode():
+                continue
+            b = model.Buffers(md.Buffer())
+            if b.Offset() > 1:
+                data = bytes(buf[b.Offset():b.Offset() + b.Size()])
+            else:
+                data = b.DataAsNumpy().tobytes()
+            meta = json.loads(data.decode("utf-8"))
+            break
+        else:
+            raise ModelFileError(f"{path}: TFLite model has no '{METADATA_NAME}' metadata; "
+                                 "was it exported by `ondevice-nlp build`?")
+    except ModelFileError:
+        raise
+    except Exception as e:  # flatbuffers raises assorted errors on truncated files
+        raise ModelFileError(f"{path}: cannot parse the TFLite flatbuffer ({e!r}); "
+                             "the file is truncated or corrupt") from e
+    if meta.get("format") != METADATA_FORMAT:
+        raise ModelFileError(f"{path}: metadata format {meta.get('format')!r}, "
+                             f"expected {METADATA_FORMAT!r}")
+    return meta
+
+
+def add_metadata(buf: bytes, meta: dict) -> bytes:
+    """Return a copy of a ``.tflite`` flatbuffer with ``meta`` stored as JSON metadata."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    data = json.dumps({"format": METADATA_FORMAT, **meta}, ensure_ascii=False).encode("utf-8")
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()]
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(buf) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write bytes to ``path`` through a temporary file and rename."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _text_bytes(text) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str or bytes, got {type(text).__name__}")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _byte_to_char(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Map UTF-8 byte offsets (of ``text`` encoded with surrogateescape) to char offsets."""
+    starts = {}
+    pos = 0
+    for ci, ch in enumerate(text):
+        starts[pos] = ci
+        pos += len(ch.encode("utf-8", "surrogateescape"))
+    starts[pos] = len(text)
+    return [(starts[s], starts[e]) for s, e in offsets]
+
+
+class TFLiteModel:
+    """An exported model loaded in ai-edge-litert with our custom op registered.
+
+    Thread safety: one interpreter per calling thread (created on first use in
+    that thread), so ``predict`` may be called from several threads at once.
+
+    Raises (constructor):
+      FileNotFoundError: no such file.
+      ModelFileError: corrupt file, not ours, or the interpreter refuses it.
+    """
+
+    def __init__(self, path: str, num_threads: int = 1):
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"{self.path}: no such model file")
+        with open(self.path, "rb") as f:
+            self.buf = f.read()
+        self.meta = read_metadata(self.buf, self.path)
+        self.intents: list[str] = self.meta["labels"]["intents"]
+        self.tags: list[str] = self.meta["labels"]["tags"]
+        self.num_threads = num_threads
+        self._local = threading.local()
+        self._runner()  # fail early, in the constructor, on a model the runtime refuses
+
+    def _runner(self):
+        runner = getattr(self._local, "runner", None)
+        if runner is None:
+            from . import ops
+            try:
+                interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads)
+                runner = interp.get_signature_runner("serving_default")
+            except (ValueError, RuntimeError) as e:
+                raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
+                                     f"{e}") from e
+            self._local.interp, self._local.runner = interp, runner
+        return runner
+
+    def run(self, texts: Sequence) -> dict:
+        """Run the signature on a batch; returns the raw output arrays (see module doc)."""
+        arr = np.array([_text_bytes(t) for t in texts], dtype=object)
+        if arr.size == 0:
+            raise ValueError("empty batch")
+        return self._runner()(text=arr)
+
+    def predict_batch(self, texts: Sequence) -> list[dict]:
+        """Predictions for a batch of texts (str or UTF-8 bytes).
+
+        Each is ``{"intent", "intent_probability", "slots": [{"type", "text",
+        "start", "end"}]}`` with character offsets into the text (for bytes
+        input: offsets into ``bytes.decode("utf-8", "surrogateescape")``).
+        """
+        from .tagging import bio_to_spans
+
+        out = self.run(texts)
+        results = []
+        for i, t in enumerate(texts):
+            s = t if isinstance(t, str) else t.decode("utf-8", "surrogateescape")
+            n = int(round(float(out["token_mask"][i].sum())))
+            offs = _byte_to_char(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]])
+            tags = [self.tags[int(k)] for k in out["slot_tags"][i][:n]]
+            probs = out["intent_probs"][i]
+            k = int(np.argmax(probs))
+            results.append({
+                "intent": self.intents[k], "intent_probability": float(probs[k]),
+                "slots": [{"type": sp.type, "text": s[sp.start:sp.end], "start": sp.start,
+                           "end": sp.end} for sp in bio_to_spans(offs, tags)],
+            })
+        return results
+
+    def predict(self, text) -> dict:
+        """Prediction for one text; see ``predict_batch``."""
+        return self.predict_batch([text])[0]

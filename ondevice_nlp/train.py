@@ -1,0 +1,284 @@
+"""Training, quantization-aware training and evaluation of the Keras model.
+
+Data flow: ``Example`` (text, char-span slots) -> UTF-8 bytes + BIO tag ids on
+the projection's tokens (``encode``) -> ``tf.data`` that runs the custom
+projection op per batch -> Keras model. Evaluation decodes BIO tags back to
+character spans and scores them with ``ondevice_nlp.metrics.evaluate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry as _default8bit)
+
+from . import ops, tagging
+from .data.example import Example, Slot
+from .metrics import evaluate
+from .projection_ref import ProjectionConfig, tokenize
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Labels:
+    """Label vocabularies: intents and BIO slot tags (index 0 is "O")."""
+
+    intents: list[str]
+    tags: list[str]
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Example]) -> "Labels":
+        """Vocabularies from the training examples (sorted, deterministic)."""
+        intents = sorted({e.intent for e in examples})
+        slot_types = sorted({s.type for e in examples for s in e.slots})
+        return cls(intents, tagging.bio_labels(slot_types))
+
+    def to_json(self) -> dict:
+        return {"intents": self.intents, "tags": self.tags}
+
+
+@dataclasses.dataclass
+class Encoded:
+    """Arrays for a list of examples.
+
+    texts: object [N] of UTF-8 bytes; intents: int32 [N] (-1 unseen label);
+    tags: int32 [N, S] BIO tag ids on the projection's tokens (0 = O, also padding);
+    mask: float32 [N, S] 1.0 for real tokens.
+    """
+
+    texts: np.ndarray
+    intents: np.ndarray
+    tags: np.ndarray
+    mask: np.ndarray
+    n_uncovered_slots: int
+
+
+def token_char_offsets(text: str, max_tokens: int) -> list[tuple[int, int]]:
+    """Character (start, end) of the projection's tokens of ``text`` (first S)."""
+    byte_offsets = [(s, e) for s, e, _ in tokenize(text.encode("utf-8"), max_tokens)]
+    return tagging.byte_to_char_offsets(text, byte_offsets)
+
+
+def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Encoded:
+    """Turn examples into training arrays (see ``Encoded``)."""
+    n, S = len(examples), max_tokens
+    intent_id = {x: i for i, x in enumerate(labels.intents)}
+    tag_id = {x: i for i, x in enumerate(labels.tags)}
+    texts = np.empty((n,), dtype=object)
+    intents = np.full((n,), -1, dtype=np.int32)
+    tags = np.zeros((n, S), dtype=np.int32)
+    mask = np.zeros((n, S), dtype=np.float32)
+    uncovered = 0
+    for i, ex in enumerate(examples):
+        texts[i] = ex.text.encode("utf-8")
+        intents[i] = intent_id.get(ex.intent, -1)
+        offs = token_char_offsets(ex.text, S)
+        bio, miss = tagging.spans_to_bio(offs, ex.slots)
+        uncovered += miss
+        tags[i, :len(bio)] = [tag_id.get(t, 0) for t in bio]
+        mask[i, :len(offs)] = 1.0
+    return Encoded(texts, intents, tags, mask, uncovered)
+
+
+def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuffle: bool,
+                 seed: int = 0, with_labels: bool = True) -> tf.data.Dataset:
+    """tf.data of ({features [B,S,F], mask [B,S]}, (intent [B], tags [B,S]), (weights)).
+
+    The projection runs in the pipeline through the custom TF op. Examples
+    whose intent is unseen in training get intent weight 0.
+    """
+    cfg_vec = tf.constant(proj.to_vector())
+    texts = tf.constant(list(enc.texts), dtype=tf.string) if len(enc.texts) else \
+        tf.zeros((0,), tf.string)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (texts, np.maximum(enc.intents, 0), enc.tags, (enc.intents >= 0).astype(np.float32)))
+    if shuffle:
+        ds = ds.shuffle(len(enc.texts), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def project(t, intent, tags, iw):
+        feats, mask, _ = ops.projection(t, cfg_vec)
+        x = {"features": feats, "mask": mask}
+        if not with_labels:
+            return x
+        # Slot weights: the mask scaled so the loss is a mean over real tokens of the
+        # batch, not over all B*S positions (padding would dilute slot gradients ~8x).
+        sw = mask * (tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0))
+        # positional targets: QAT renames the outputs (quant_intent, quant_slots)
+        return x, (intent, tags), (iw, sw)
+
+    return ds.map(project, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def decode_predictions(examples: Sequence[Example], labels: Labels, intent_ids: np.ndarray,
+                       tag_ids: np.ndarray, max_tokens: int):
+    """Predicted (intents, slot span lists) from intent ids [N] and tag ids [N, S]."""
+    intents, slots = [], []
+    for ex, i, tg in zip(examples, intent_ids, tag_ids):
+        offs = token_char_offsets(ex.text, max_tokens)
+        intents.append(labels.intents[int(i)])
+        slots.append(tagging.bio_to_spans(offs, [labels.tags[int(t)] for t in tg[:len(offs)]]))
+    return intents, slots
+
+
+def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256):
+    """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int)."""
+    ds = make_dataset(enc, proj, batch_size, shuffle=False, with_labels=False)
+    ints, tags = [], []
+    for x in ds:
+        il, sl = model(x, training=False)
+        ints.append(np.argmax(il.numpy(), -1))
+        tags.append(np.argmax(sl.numpy(), -1))
+    if not ints:
+        return np.zeros((0,), np.int64), np.zeros((0, proj.max_tokens), np.int64)
+    return np.concatenate(ints), np.concatenate(tags)
+
+
+def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Labels,
+                   proj: ProjectionConfig) -> dict:
+    """Intent accuracy, slot F1, exact match of the Keras model on examples."""
+    ii, tt = keras_predict(model, enc, proj)
+    pi, ps = decode_predictions(examples, labels, ii, tt, proj.max_tokens)
+    return evaluate(list(examples), pi, ps)
+
+
+class EvalExactMatch(keras.callbacks.Callback):
+    """Early stopping on mean eval exact match over languages, keeping the best weights.
+
+    After each epoch: scores each language's eval split, logs the figures,
+    saves the best weights to ``ckpt_path`` (write then rename), stops after
+    ``patience`` epochs without improvement and restores the best weights at the end.
+    """
+
+    def __init__(self, evals: dict, labels: Labels, proj: ProjectionConfig, patience: int,
+                 ckpt_path: str | None, tag: str):
+        super().__init__()
+        self.evals, self.labels, self.proj = evals, labels, proj
+        self.patience, self.ckpt_path, self.tag = patience, ckpt_path, tag
+        self.best, self.best_weights, self.wait, self.history = -1.0, None, 0, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        per = {lang: evaluate_keras(self.model, ex, enc, self.labels, self.proj)
+               for lang, (ex, enc) in self.evals.items()}
+        em = float(np.mean([m["exact_match"] for m in per.values()]))
+        self.history.append({"epoch": epoch + 1, "eval_exact_match": em,
+                             "loss": float((logs or {}).get("loss", float("nan")))})
+        detail = " ".join(f"{k}={v['exact_match']:.4f}" for k, v in per.items())
+        log.info("[%s] epoch %d eval exact match %.4f (%s)", self.tag, epoch + 1, em, detail)
+        if em > self.best:
+            self.best, self.wait = em, 0
+            self.best_weights = self.model.get_weights()
+            if self.ckpt_path:
+                tmp = self.ckpt_path + ".tmp.weights.h5"
+                self.model.save_weights(tmp)
+                os.replace(tmp, self.ckpt_path)
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                log.info("[%s] early stopping: no gain for %d epochs", self.tag, self.patience)
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int):
+    """Adam with linear warm-up then cosine decay; CE losses on intent and slot logits."""
+    sched = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr / 10 if warmup_steps else lr,
+        decay_steps=max(1, total_steps - warmup_steps), alpha=0.02,
+        warmup_target=lr if warmup_steps else None, warmup_steps=warmup_steps)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(sched), loss=[ce, ce])
+
+
+def fit(model, train_ds, steps_per_epoch, epochs, callback, verbose):
+    """model.fit with the eval callback; returns wall seconds."""
+    t0 = time.time()
+    if epochs > 0:
+        model.fit(train_ds, epochs=epochs, callbacks=[callback], verbose=verbose)
+    return time.time() - t0
+
+
+class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """tfmot QuantizeConfig that fake-quantizes only a layer's output (8 bit, EMA range)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
+def quantize_aware(model: keras.Model) -> keras.Model:
+    """Wrap a float model for QAT with tfmot's default 8-bit scheme.
+
+    Dense/Conv1D weights get 8-bit fake quantization and layer outputs
+    EMA-ranged fake quantization (tensorflow-model-optimization,
+    ``quantize_apply``). Layers tfmot has no rule for (LayerNormalization, Dot,
+    Rescaling) get ``OutputQuantizeConfig``: only their output is fake-quantized;
+    Conv1D (the bottleneck) gets tfmot's own Dense-style config (8-bit kernel,
+    quantized activation output). Returns a new model holding the float model's weights.
+    """
+    qk = tfmot.quantization.keras
+    annotate = (keras.layers.LayerNormalization, keras.layers.Dot, keras.layers.Rescaling)
+
+    def clone_fn(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, annotate):
+            return qk.quantize_annotate_layer(fresh, OutputQuantizeConfig())
+        if isinstance(layer, keras.layers.Conv1D):
+            return qk.quantize_annotate_layer(
+                fresh, _default8bit.Default8BitQuantizeConfig(["kernel"], ["activation"], False))
+        return fresh
+
+    annotated = keras.models.clone_model(model, clone_function=clone_fn)
+    annotated.set_weights(model.get_weights())
+    with qk.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig,
+                            "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig}):
+        return qk.quantize_apply(qk.quantize_annotate_model(annotated))
+
+
+def keras_verbosity() -> int:
+    """Keras progress bar on a terminal, one line per epoch otherwise (CI logs)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def steps_for(n: int, batch_size: int) -> int:
+    return max(1, math.ceil(n / batch_size))

@@ -1,0 +1,148 @@
+"""End to end: a tiny `ondevice-nlp build` on fixture data, then evaluate/predict on its .tflite."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+
+from ondevice_nlp import cli
+
+CITIES = ["Paris", "Berlin", "New York", "São Paulo", "Zürich", "Tokyo", "Lima", "Oslo"]
+TIMES = ["7 am", "noon", "six thirty", "tomorrow morning", "9 pm"]
+NAMES = ["Angelika", "Bob", "Chen Li", "Dana", "Émile"]
+
+
+def _line(utt, intent, slots, locale="en_XX"):
+    flat = f"[IN:{intent} " + " ".join(f"[SL:{t} {v} ]" for t, v in slots) + " ]"
+    return "\t".join([utt, flat, flat, "test", locale])
+
+
+def _make_examples(rng, n):
+    out = []
+    for _ in range(n):
+        k = rng.randrange(3)
+        if k == 0:
+            c = rng.choice(CITIES)
+            out.append(_line(f"what is the weather in {c}", "GET_WEATHER", [("LOCATION", c)]))
+        elif k == 1:
+            t = rng.choice(TIMES)
+            out.append(_line(f"set an alarm for {t}", "CREATE_ALARM", [("DATE_TIME", f"for {t}")]))
+        else:
+            p = rng.choice(NAMES)
+            out.append(_line(f"send a message to {p}", "SEND_MESSAGE", [("RECIPIENT", p)]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mtop")
+    rng = random.Random(0)
+    for split, n in (("train", 240), ("eval", 30), ("test", 30)):
+        d = root / "en"
+        d.mkdir(exist_ok=True)
+        (d / f"{split}.txt").write_text("\n".join(_make_examples(rng, n)) + "\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("out")
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--out", str(out), "--epochs", "6", "--qat-epochs", "1",
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+    assert rc == 0
+    return root, out
+
+
+def test_build_writes_model_and_metrics(tiny_build):
+    _, out = tiny_build
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model_size_bytes"] == os.path.getsize(out / "model.tflite")
+    for kind in ("keras", "keras_qat", "tflite"):
+        en = m[kind]["en"]
+        assert en["n"] == 30
+        for k in ("intent_accuracy", "slot_f1", "exact_match"):
+            assert 0.0 <= en[k] <= 1.0
+    # the task is trivially learnable: the float model must have learnt it
+    assert m["keras"]["en"]["intent_accuracy"] >= 0.9
+    assert m["keras"]["en"]["exact_match"] >= 0.6
+    # the int8 file scores like the QAT Keras model it came from
+    assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
+    assert (out / "report.md").read_text().count("| en |") == 1
+
+
+def test_tflite_predictions_equal_keras(tiny_build):
+    """The .tflite's intents and slot tags match the QAT Keras model it was exported from."""
+    import tensorflow as tf  # noqa: F401  (loads the TF op library)
+    import tf_keras as keras
+
+    from ondevice_nlp import train as T
+    from ondevice_nlp.configs import get_size
+    from ondevice_nlp.data import load_dataset
+    from ondevice_nlp.models.pnlp_mixer import build_pnlp_mixer
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, out = tiny_build
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    labels = T.Labels(tfl.intents, tfl.tags)
+    size = get_size("tiny")
+    proj = size.projection
+    model = build_pnlp_mixer(size.mixer, max_tokens=proj.max_tokens,
+                             feature_size=proj.feature_size, window=size.window,
+                             num_intents=len(labels.intents), num_tags=len(labels.tags))
+    qat = T.quantize_aware(model)
+    qat.load_weights(str(out / "checkpoints" / "qat.weights.h5"))
+    test = load_dataset("mtop", str(root), ["en"], "test")["en"]
+    enc = T.encode(test, labels, proj.max_tokens)
+    k_int, k_tags = T.keras_predict(qat, enc, proj)
+    res = tfl.run([e.text for e in test])
+    t_int = np.argmax(res["intent_probs"], -1)
+    mask = enc.mask > 0
+    assert (res["token_mask"] == enc.mask).all()
+    assert np.mean(t_int == k_int) >= 0.95
+    assert np.mean(res["slot_tags"][mask] == k_tags[mask]) >= 0.95
+    keras.backend.clear_session()
+
+
+def test_predict_cli_gives_char_offsets(tiny_build, capsys):
+    _, out = tiny_build
+    text = "what is the weather in São Paulo"
+    assert cli.main(["predict", str(out / "model.tflite"), text]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"intent", "slots"}
+    assert res["intent"] in {"GET_WEATHER", "CREATE_ALARM", "SEND_MESSAGE"}
+    for s in res["slots"]:
+        assert text[s["start"]:s["end"]] == s["text"]
+        assert set(s) == {"type", "text", "start", "end"}
+
+
+def test_evaluate_cli_matches_build_metrics(tiny_build, capsys):
+    root, out = tiny_build
+    assert cli.main(["evaluate", str(out / "model.tflite"), "--dataset", "mtop",
+                     "--data-dir", str(root), "--split", "test"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    m = json.loads((out / "metrics.json").read_text())
+    assert res["en"] == m["tflite"]["en"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x00" * 64])
+def test_corrupt_model_gives_clear_error(tmp_path, capsys, content):
+    p = tmp_path / "bad.tflite"
+    p.write_bytes(content)
+    assert cli.main(["predict", str(p), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tflite" in err and "error" in err
+
+
+def test_truncated_model_gives_clear_error(tiny_build, tmp_path, capsys):
+    _, out = tiny_build
+    buf = (out / "model.tflite").read_bytes()
+    for cut in (len(buf) // 2, 200, 40):
+        p = tmp_path / f"cut{cut}.tflite"
+        p.write_bytes(buf[:cut])
+        assert cli.main(["predict", str(p), "hello"]) == 2
+        assert p.name in capsys.readouterr().err
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(tmp_path / "nope"),
+                   "--size", "tiny", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "nope" in capsys.readouterr().err
