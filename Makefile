@@ -1,10 +1,15 @@
 # Set-up, test and main-job targets; README.md quotes these.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all clean
+
+ALL_LANGS = en,es,fr,de,hi,th
+TIME = /usr/bin/time -v
 
 install:
 	$(PY) -m venv $(VENV)
@@ -18,6 +23,15 @@ ops:
 
 test:
 	$(BIN)/python -m pytest -q tests
+
+# The real runs recorded in README.md (wall time and peak memory from /usr/bin/time -v).
+mtop-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model pnlp_mixer --out runs/mtop-en 2>&1 | tee runs/mtop-en.log
+
+mtop-all:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --epochs 6 --qat-epochs 1 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

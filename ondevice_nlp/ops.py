@@ -182,7 +182,12 @@ def tflite_registerer(resolver_address: int) -> None:
     load_tflite_library().OndeviceNlp_RegisterProjection(ctypes.c_void_p(address))
 
 
-def _check_flatbuffer(header: bytes, size: int, what: str) -> None:
+def check_flatbuffer(header: bytes, size: int, what: str) -> None:
+    """Cheap sanity check of a TFLite file's first 8 bytes (identifier, root offset).
+
+    Raises:
+      ValueError: naming ``what``, when the bytes cannot be a TFLite flatbuffer.
+    """
     if size < 8 or len(header) < 8:
         raise ValueError(f"{what} is not a TFLite model: {size} bytes is too short")
     if header[4:8] != _TFLITE_IDENTIFIER:
@@ -228,7 +233,7 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
         with open(path, "rb") as f:
             header = f.read(8)
         what = f"TFLite model file {path}"
-        _check_flatbuffer(header, size, what)
+        check_flatbuffer(header, size, what)
         kwargs["model_path"] = str(path)
     else:
         try:
@@ -237,7 +242,7 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
             raise ValueError("model_content must be bytes-like, got "
                              f"{type(model_content).__name__}") from None
         what = "model_content"
-        _check_flatbuffer(content[:8], len(content), what)
+        check_flatbuffer(content[:8], len(content), what)
         kwargs["model_content"] = content
     load_tflite_library()  # fail here, with a clear message, if it is missing
     try:
@@ -248,6 +253,7 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
 
 __all__ = [
     "CUSTOM_OP_NAME",
+    "check_flatbuffer",
     "LIB_DIR",
     "TF_OP_LIBRARY",
     "TFLITE_LIBRARY",

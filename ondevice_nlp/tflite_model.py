@@ -22,7 +22,6 @@ import numpy as np
 
 METADATA_NAME = "ondevice_nlp"
 METADATA_FORMAT = "ondevice_nlp/1"
-_MIN_TFLITE_BYTES = 16
 
 
 class ModelFileError(ValueError):
@@ -36,9 +35,12 @@ def _schema():
 
 def check_tflite_bytes(buf: bytes, path: str) -> None:
     """Raise ModelFileError unless ``buf`` looks like a TFLite flatbuffer."""
-    if len(buf) < _MIN_TFLITE_BYTES or buf[4:8] != b"TFL3":
-        raise ModelFileError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier, "
-                             f"{len(buf)} bytes); the file is corrupt or of another kind")
+    from .ops import check_flatbuffer
+
+    try:
+        check_flatbuffer(buf[:8], len(buf), path)
+    except ValueError as e:
+        raise ModelFileError(f"{e}; the file is corrupt or of another kind") from None
 
 
 def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
