@@ -35,7 +35,7 @@ SIZES = {
     # A few steps of training only: for tests.
     "tiny": ModelSize(ProjectionConfig("minhash", 64, 16, 0, 16, 0), 1,
                       MixerConfig(hidden=16, num_blocks=1, token_hidden=16, channel_hidden=16,
-                                  dropout=0.0)),
+                                  dropout=0.0, feature_dropout=0.0)),
 }
 
 

@@ -196,14 +196,16 @@ class EvalExactMatch(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int):
-    """Adam with linear warm-up then cosine decay; CE losses on intent and slot logits."""
+def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int,
+                  weight_decay: float = 0.01):
+    """AdamW (decoupled weight decay) with linear warm-up then cosine decay; CE losses."""
     sched = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr / 10 if warmup_steps else lr,
         decay_steps=max(1, total_steps - warmup_steps), alpha=0.02,
         warmup_target=lr if warmup_steps else None, warmup_steps=warmup_steps)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(sched), loss=[ce, ce])
+    opt = keras.optimizers.AdamW(sched, weight_decay=weight_decay)
+    model.compile(optimizer=opt, loss=[ce, ce])
 
 
 def fit(model, train_ds, steps_per_epoch, epochs, callback, verbose):

@@ -37,7 +37,8 @@ class MixerConfig:
     num_blocks: int = 2
     token_hidden: int = 256
     channel_hidden: int = 256
-    dropout: float = 0.1
+    dropout: float = 0.2          # on residual branches and the pooled vector (training only)
+    feature_dropout: float = 0.2  # on projection features: drops MinHash buckets (training only)
 
 
 def build_pnlp_mixer(cfg: MixerConfig, *, max_tokens: int, feature_size: int, window: int,
@@ -52,13 +53,18 @@ def build_pnlp_mixer(cfg: MixerConfig, *, max_tokens: int, feature_size: int, wi
     S = max_tokens
     feats = L.Input((S, feature_size), name="features")
     mask = L.Input((S,), name="mask")
-    x = L.Conv1D(cfg.hidden, 2 * window + 1, padding="same", name="bottleneck")(feats)
+    x = feats
+    if cfg.feature_dropout:
+        x = L.Dropout(cfg.feature_dropout, name="feature_dropout")(x)
+    x = L.Conv1D(cfg.hidden, 2 * window + 1, padding="same", name="bottleneck")(x)
     for b in range(cfg.num_blocks):
         y = L.LayerNormalization(epsilon=1e-5, name=f"b{b}_token_ln")(x)
         y = L.Permute((2, 1), name=f"b{b}_to_tokens_last")(y)
         y = L.Dense(cfg.token_hidden, activation="gelu", name=f"b{b}_token_fc1")(y)
         y = L.Dense(S, name=f"b{b}_token_fc2")(y)
         y = L.Permute((2, 1), name=f"b{b}_to_features_last")(y)
+        if cfg.dropout:
+            y = L.Dropout(cfg.dropout, name=f"b{b}_token_dropout")(y)
         x = L.Add(name=f"b{b}_token_res")([x, y])
         y = L.LayerNormalization(epsilon=1e-5, name=f"b{b}_channel_ln")(x)
         y = L.Dense(cfg.channel_hidden, activation="gelu", name=f"b{b}_channel_fc1")(y)
