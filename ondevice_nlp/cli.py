@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--max-eval-examples", type=int, help="subsample eval/test per language")
     b.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed dataset lines instead of failing")
+    b.add_argument("--resume", action="store_true",
+                   help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
+                        "start at quantization-aware training")
 
     e = sub.add_parser("evaluate", help="score a .tflite on a dataset split; prints JSON")
     e.add_argument("model_path")
@@ -71,6 +74,9 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
+    # basicConfig does nothing when the host (pytest, an app) already configured logging:
+    # our progress lines must still reach OUT/build.log.
+    logging.getLogger("ondevice_nlp").setLevel(logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .data.example import DataError
     from .tflite_model import ModelFileError
@@ -98,7 +104,8 @@ def _build(args) -> int:
         max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
         batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, patience=args.patience,
         seed=args.seed, max_train_examples=args.max_train_examples,
-        max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines))
+        max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
+        resume=args.resume))
     return 0
 
 

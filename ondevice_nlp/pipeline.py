@@ -6,12 +6,15 @@ Writes into OUT:
                       "keras_qat": {...}, "tflite": {...}, "model_size_bytes": N, ...}``
                       (fractions in [0, 1]);
   ``report.md``       the same as a short human-readable table;
-  ``build.log``       the log; ``checkpoints/`` best float and QAT weights.
+  ``build.log``       the log; ``checkpoints/`` best float and QAT weights, and
+                      ``float.done.json`` once the float phase is complete
+                      (``--resume`` then starts at QAT from the best float weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -45,6 +48,7 @@ class BuildArgs:
     max_eval_examples: int | None = None
     representative_examples: int = 200
     skip_bad_lines: bool = False
+    resume: bool = False
 
 
 def _subset(examples, n, seed):
@@ -117,19 +121,28 @@ def build(a: BuildArgs) -> dict:
 
     # 1. float training, early stopping on eval exact match
     T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200))
-    cb = T.EvalExactMatch(evals, labels, proj, a.patience,
-                          os.path.join(a.out, "checkpoints", "float.weights.h5"), "float")
-    float_s = T.fit(model, train_ds, steps, a.epochs, cb, verbose)
+    float_ckpt = os.path.join(a.out, "checkpoints", "float.weights.h5")
+    float_done = os.path.join(a.out, "checkpoints", "float.done.json")
+    cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float")
+    if a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt):
+        model.load_weights(float_ckpt)
+        with open(float_done, encoding="utf-8") as f:
+            done = json.load(f)
+        cb.history, float_s = done["history"], done["seconds"]
+        log.info("resumed: float phase already complete (%d epochs), loaded %s",
+                 len(cb.history), float_ckpt)
+    else:
+        float_s = T.fit(model, train_ds, steps, a.epochs, cb, verbose)
+        T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
 
     # 2. quantization-aware training from the best float weights
     qat = T.quantize_aware(model)
+    T.calibrate_quantization_ranges(qat, train_ds, steps=min(steps, 50))
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0)
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
                            os.path.join(a.out, "checkpoints", "qat.weights.h5"), "qat")
-    if a.qat_epochs == 0:  # still calibrate the fake-quant ranges on a few batches
-        qat.fit(train_ds.take(min(steps, 8)), epochs=1, verbose=0)
     qat_s = T.fit(qat, train_ds, steps, a.qat_epochs, qcb, verbose)
     qat_test = {lang: T.evaluate_keras(qat, ex, enc, labels, proj)
                 for lang, (ex, enc) in tests.items()}

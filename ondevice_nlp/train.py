@@ -268,6 +268,40 @@ def quantize_aware(model: keras.Model) -> keras.Model:
         return qk.quantize_apply(qk.quantize_annotate_model(annotated))
 
 
+def calibrate_quantization_ranges(qat_model: keras.Model, dataset: tf.data.Dataset,
+                                  steps: int = 50, ema_decay: float = 0.9) -> None:
+    """Set the QAT model's activation ranges from data before QAT training starts.
+
+    tfmot's ``MovingAverageQuantizer`` starts every activation range at
+    [-6, 6] and follows batch min/max with a fixed EMA decay of 0.999, so over
+    a few hundred QAT steps the ranges barely move and clip the activations
+    (MTOP en: eval exact match 0.0 straight after ``quantize_apply``, 0.40 after
+    one QAT epoch, against 0.68 for the float model). This runs ``steps``
+    training-mode forward passes (no weight update) traced with a fast decay,
+    so the ranges converge to the data's (0.64 on the same check); the QAT fit
+    that follows is traced afresh with tfmot's own 0.999. The decay is changed
+    by swapping ``quant_ops.MovingAvgQuantize`` while this function traces.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quantizers
+
+    original = quantizers.quant_ops.MovingAvgQuantize
+
+    def fast(*args, **kwargs):
+        kwargs["ema_decay"] = ema_decay
+        return original(*args, **kwargs)
+
+    @tf.function
+    def forward(x):
+        qat_model(x, training=True)
+
+    quantizers.quant_ops.MovingAvgQuantize = fast
+    try:
+        for batch in dataset.take(steps):
+            forward(batch[0])
+    finally:
+        quantizers.quant_ops.MovingAvgQuantize = original
+
+
 def keras_verbosity() -> int:
     """Keras progress bar on a terminal, one line per epoch otherwise (CI logs)."""
     return 1 if sys.stdout.isatty() else 2

@@ -146,3 +146,46 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
                    "--size", "tiny", "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_resume_skips_completed_float_phase(tiny_build, tmp_path):
+    """--resume reuses the completed float phase and ends with the same float metrics."""
+    import shutil
+
+    root, out = tiny_build
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    before = json.loads((again / "metrics.json").read_text())
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--out", str(again), "--epochs", "6", "--qat-epochs", "1",
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume"])
+    assert rc == 0
+    log = (again / "build.log").read_text()
+    assert "resumed: float phase already complete" in log
+    after = json.loads((again / "metrics.json").read_text())
+    assert after["keras"]["en"] == before["keras"]["en"]
+    assert after["eval_history"]["float"] == before["eval_history"]["float"]
+
+
+def test_qat_range_calibration_tracks_float_model():
+    """tfmot's QAT ranges start at [-6, 6]; calibration must fit them to the data."""
+    import tensorflow as tf
+
+    from ondevice_nlp import train as T
+    from ondevice_nlp.models.pnlp_mixer import MixerConfig, build_pnlp_mixer
+
+    rng = np.random.default_rng(0)
+    S, F = 8, 32
+    model = build_pnlp_mixer(MixerConfig(16, 1, 16, 16, 0.0, 0.0), max_tokens=S, feature_size=F,
+                             window=1, num_intents=4, num_tags=5)
+    w = model.get_layer("bottleneck").get_weights()
+    model.get_layer("bottleneck").set_weights([w[0] * 40.0, w[1]])  # activations well past 6
+    x = {"features": rng.poisson(1.0, (64, S, F)).astype("float32"),
+         "mask": np.ones((64, S), "float32")}
+    ds = tf.data.Dataset.from_tensor_slices((x, (np.zeros(64), np.zeros((64, S))))).batch(16)
+    ref, _ = model(x, training=False)
+    q = T.quantize_aware(model)
+    err_fresh = float(np.mean(np.abs(q(x, training=False)[0] - ref)))
+    T.calibrate_quantization_ranges(q, ds.repeat(), steps=40)
+    err_cal = float(np.mean(np.abs(q(x, training=False)[0] - ref)))
+    assert err_cal < 0.5 * err_fresh, (err_fresh, err_cal)
