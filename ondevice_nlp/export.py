@@ -21,7 +21,7 @@ from . import ops
 from .data.example import Example
 from .metrics import evaluate
 from .projection_ref import ProjectionConfig
-from .tflite_model import TFLiteModel, _byte_to_char, add_metadata, write_atomic
+from .tflite_model import TFLiteModel, add_metadata, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +77,15 @@ def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, 
     return len(buf)
 
 
-def tflite_predict_ids(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64):
-    """Run a ``.tflite`` on examples.
-
-    Returns (intent ids int [N], list of tag-id arrays, list of char-offset lists):
-    the slot tags and token offsets are the model's own outputs.
-    """
-    intent_ids, tags, offsets = [], [], []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        out = tfl.run([e.text for e in chunk])
-        intent_ids.append(np.argmax(out["intent_probs"], -1))
-        for j, ex in enumerate(chunk):
-            n = int(round(float(out["token_mask"][j].sum())))
-            tags.append(out["slot_tags"][j][:n])
-            offsets.append(_byte_to_char(ex.text, [tuple(map(int, o))
-                                                   for o in out["token_offsets"][j][:n]]))
-    return (np.concatenate(intent_ids) if intent_ids else np.zeros((0,), int)), tags, offsets
-
-
 def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64) -> dict:
-    """Intent accuracy, slot F1 and exact match of a ``.tflite`` on examples."""
-    from .tagging import bio_to_spans
+    """Intent accuracy, slot F1 and exact match of a ``.tflite`` on examples.
 
-    ids, tags, offsets = tflite_predict_ids(tfl, examples, batch_size)
-    intents = [tfl.intents[int(i)] for i in ids]
-    slots = [bio_to_spans(o, [tfl.tags[int(k)] for k in t]) for o, t in zip(offsets, tags)]
+    Predictions come from the file alone: its slot tags and token offsets
+    (``TFLiteModel.decode_batch``), batches of ``batch_size`` utterances.
+    """
+    intents, slots = [], []
+    for i in range(0, len(examples), batch_size):
+        for intent, _, spans in tfl.decode_batch([e.text for e in examples[i:i + batch_size]]):
+            intents.append(intent)
+            slots.append(spans)
     return evaluate(list(examples), intents, slots)

@@ -172,12 +172,12 @@ class TFLiteModel:
             raise ValueError("empty batch")
         return self._runner()(text=arr)
 
-    def predict_batch(self, texts: Sequence) -> list[dict]:
-        """Predictions for a batch of texts (str or UTF-8 bytes).
+    def decode_batch(self, texts: Sequence) -> list[tuple[str, float, list]]:
+        """Run a batch and decode it: per text (intent, its probability, list of Slot).
 
-        Each is ``{"intent", "intent_probability", "slots": [{"type", "text",
-        "start", "end"}]}`` with character offsets into the text (for bytes
-        input: offsets into ``bytes.decode("utf-8", "surrogateescape")``).
+        Slots are BIO-decoded from the model's own tags and token offsets, with
+        character offsets into the text (for bytes input: into
+        ``bytes.decode("utf-8", "surrogateescape")``).
         """
         from .tagging import bio_to_spans
 
@@ -190,11 +190,21 @@ class TFLiteModel:
             tags = [self.tags[int(k)] for k in out["slot_tags"][i][:n]]
             probs = out["intent_probs"][i]
             k = int(np.argmax(probs))
-            results.append({
-                "intent": self.intents[k], "intent_probability": float(probs[k]),
-                "slots": [{"type": sp.type, "text": s[sp.start:sp.end], "start": sp.start,
-                           "end": sp.end} for sp in bio_to_spans(offs, tags)],
-            })
+            results.append((self.intents[k], float(probs[k]), bio_to_spans(offs, tags)))
+        return results
+
+    def predict_batch(self, texts: Sequence) -> list[dict]:
+        """Predictions for a batch of texts (str or UTF-8 bytes).
+
+        Each is ``{"intent", "intent_probability", "slots": [{"type", "text",
+        "start", "end"}]}`` with character offsets (see ``decode_batch``).
+        """
+        results = []
+        for t, (intent, prob, spans) in zip(texts, self.decode_batch(texts)):
+            s = t if isinstance(t, str) else t.decode("utf-8", "surrogateescape")
+            results.append({"intent": intent, "intent_probability": prob,
+                            "slots": [{"type": sp.type, "text": s[sp.start:sp.end],
+                                       "start": sp.start, "end": sp.end} for sp in spans]})
         return results
 
     def predict(self, text) -> dict:
