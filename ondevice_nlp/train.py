@@ -56,7 +56,8 @@ class Encoded:
 
     texts: object [N] of UTF-8 bytes; intents: int32 [N] (-1 unseen label);
     tags: int32 [N, S] BIO tag ids on the projection's tokens (0 = O, also padding);
-    mask: float32 [N, S] 1.0 for real tokens.
+    mask: float32 [N, S] 1.0 for real tokens; offsets: per example, the character
+    (start, end) of its tokens (first S), for decoding predicted tags back to spans.
     """
 
     texts: np.ndarray
@@ -64,6 +65,7 @@ class Encoded:
     tags: np.ndarray
     mask: np.ndarray
     n_uncovered_slots: int
+    offsets: list
 
 
 def token_char_offsets(text: str, max_tokens: int) -> list[tuple[int, int]]:
@@ -82,15 +84,17 @@ def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Enco
     tags = np.zeros((n, S), dtype=np.int32)
     mask = np.zeros((n, S), dtype=np.float32)
     uncovered = 0
+    all_offsets = []
     for i, ex in enumerate(examples):
         texts[i] = ex.text.encode("utf-8")
         intents[i] = intent_id.get(ex.intent, -1)
         offs = token_char_offsets(ex.text, S)
+        all_offsets.append(offs)
         bio, miss = tagging.spans_to_bio(offs, ex.slots)
         uncovered += miss
         tags[i, :len(bio)] = [tag_id.get(t, 0) for t in bio]
         mask[i, :len(offs)] = 1.0
-    return Encoded(texts, intents, tags, mask, uncovered)
+    return Encoded(texts, intents, tags, mask, uncovered, all_offsets)
 
 
 def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuffle: bool,
@@ -123,12 +127,11 @@ def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuff
     return ds.map(project, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def decode_predictions(examples: Sequence[Example], labels: Labels, intent_ids: np.ndarray,
-                       tag_ids: np.ndarray, max_tokens: int):
+def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
+                       tag_ids: np.ndarray):
     """Predicted (intents, slot span lists) from intent ids [N] and tag ids [N, S]."""
     intents, slots = [], []
-    for ex, i, tg in zip(examples, intent_ids, tag_ids):
-        offs = token_char_offsets(ex.text, max_tokens)
+    for offs, i, tg in zip(enc.offsets, intent_ids, tag_ids):
         intents.append(labels.intents[int(i)])
         slots.append(tagging.bio_to_spans(offs, [labels.tags[int(t)] for t in tg[:len(offs)]]))
     return intents, slots
@@ -151,7 +154,7 @@ def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Lab
                    proj: ProjectionConfig) -> dict:
     """Intent accuracy, slot F1, exact match of the Keras model on examples."""
     ii, tt = keras_predict(model, enc, proj)
-    pi, ps = decode_predictions(examples, labels, ii, tt, proj.max_tokens)
+    pi, ps = decode_predictions(enc, labels, ii, tt)
     return evaluate(list(examples), pi, ps)
 
 
