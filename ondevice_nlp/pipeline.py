@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import resource
+import shutil
 import time
 
 import numpy as np
@@ -76,7 +77,7 @@ def build(a: BuildArgs) -> dict:
     from .configs import get_size
     from .data import load_dataset
     from .export import evaluate_tflite, export
-    from .models.pnlp_mixer import build_pnlp_mixer
+    from .models.pnlp_mixer import build_pnlp_mixer, copy_weights
     from .tflite_model import TFLiteModel
 
     if a.model != "pnlp_mixer":
@@ -110,20 +111,33 @@ def build(a: BuildArgs) -> dict:
     evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
 
-    model = build_pnlp_mixer(size.mixer, max_tokens=S, feature_size=proj.feature_size,
-                             window=size.window, num_intents=len(labels.intents),
-                             num_tags=len(labels.tags))
-    n_params = int(model.count_params())
+    def make(dynamic):
+        return build_pnlp_mixer(size.mixer, max_tokens=S, feature_size=proj.feature_size,
+                                window=size.window, num_intents=len(labels.intents),
+                                num_tags=len(labels.tags), dynamic_length=dynamic)
+
+    # Float training runs the dynamic-length model on length-bucketed batches cut to
+    # their longest utterance; QAT and export use the static model (same weights).
+    model, static = make(True), make(False)
+    n_params = int(static.count_params())
     log.info("pNLP-Mixer %s: %d parameters", a.size, n_params)
     steps = T.steps_for(len(train_ex), a.batch_size)
-    train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
+    train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
+                              cut_to_longest=True, bucket=True)
     verbose = T.keras_verbosity()
+    ckpt = os.path.join(a.out, "checkpoints")
+    if not a.resume:  # a fresh run must not pick up an older run's state
+        for name in ("float.done.json", "float.weights.h5.state.json", "qat.weights.h5.state.json"):
+            if os.path.exists(os.path.join(ckpt, name)):
+                os.remove(os.path.join(ckpt, name))
+        for name in ("float_backup", "qat_backup"):
+            shutil.rmtree(os.path.join(ckpt, name), ignore_errors=True)
 
-    # 1. float training, early stopping on eval exact match
+    # 1. float training, early stopping on eval exact match; resumable per epoch
     T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200))
-    float_ckpt = os.path.join(a.out, "checkpoints", "float.weights.h5")
-    float_done = os.path.join(a.out, "checkpoints", "float.done.json")
-    cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float")
+    float_ckpt = os.path.join(ckpt, "float.weights.h5")
+    float_done = os.path.join(ckpt, "float.done.json")
+    cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
     if a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt):
         model.load_weights(float_ckpt)
         with open(float_done, encoding="utf-8") as f:
@@ -132,18 +146,22 @@ def build(a: BuildArgs) -> dict:
         log.info("resumed: float phase already complete (%d epochs), loaded %s",
                  len(cb.history), float_ckpt)
     else:
-        float_s = T.fit(model, train_ds, steps, a.epochs, cb, verbose)
+        float_s = T.fit(model, train_ds, a.epochs, cb, verbose,
+                        backup_dir=os.path.join(ckpt, "float_backup"))
         T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
+    copy_weights(model, static)
 
-    # 2. quantization-aware training from the best float weights
-    qat = T.quantize_aware(model)
-    T.calibrate_quantization_ranges(qat, train_ds, steps=min(steps, 50))
+    # 2. quantization-aware training from the best float weights (static model, S tokens)
+    qat = T.quantize_aware(static)
+    qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
+    T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0)
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
-                           os.path.join(a.out, "checkpoints", "qat.weights.h5"), "qat")
-    qat_s = T.fit(qat, train_ds, steps, a.qat_epochs, qcb, verbose)
+                           os.path.join(ckpt, "qat.weights.h5"), "qat", resume=a.resume)
+    qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
+                  backup_dir=os.path.join(ckpt, "qat_backup"))
     qat_test = {lang: T.evaluate_keras(qat, ex, enc, labels, proj)
                 for lang, (ex, enc) in tests.items()}
 

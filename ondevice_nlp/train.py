@@ -97,34 +97,68 @@ def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Enco
     return Encoded(texts, intents, tags, mask, uncovered, all_offsets)
 
 
+def _bucket_boundaries(lengths: np.ndarray, n_buckets: int = 8) -> list[int]:
+    """Token-count bucket boundaries at the deciles of ``lengths`` (similar-size buckets)."""
+    qs = np.quantile(lengths, np.linspace(0, 1, n_buckets + 1)[1:-1]) if len(lengths) else []
+    return sorted({int(q) + 1 for q in qs if int(q) + 1 > 1})
+
+
 def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuffle: bool,
-                 seed: int = 0, with_labels: bool = True) -> tf.data.Dataset:
-    """tf.data of ({features [B,S,F], mask [B,S]}, (intent [B], tags [B,S]), (weights)).
+                 seed: int = 0, with_labels: bool = True, cut_to_longest: bool = False,
+                 bucket: bool = False) -> tf.data.Dataset:
+    """tf.data of ({features [B,L,F], mask [B,L]}, (intent [B], tags [B,L]), (weights)).
 
     The projection runs in the pipeline through the custom TF op. Examples
-    whose intent is unseen in training get intent weight 0.
+    whose intent is unseen in training get intent weight 0. L = S unless
+    ``cut_to_longest``: then the op projects only the first L tokens, L being
+    the longest utterance of the batch (for the dynamic-length model, see
+    ``models/pnlp_mixer.py``). ``bucket`` batches utterances of similar token
+    counts together (``tf.data.Dataset.bucket_by_sequence_length`` over
+    decile boundaries), so that L is close to every utterance's length.
     """
     cfg_vec = tf.constant(proj.to_vector())
     texts = tf.constant(list(enc.texts), dtype=tf.string) if len(enc.texts) else \
         tf.zeros((0,), tf.string)
+    lengths = enc.mask.sum(axis=1).astype(np.int32)
     ds = tf.data.Dataset.from_tensor_slices(
-        (texts, np.maximum(enc.intents, 0), enc.tags, (enc.intents >= 0).astype(np.float32)))
+        (texts, np.maximum(enc.intents, 0), enc.tags, (enc.intents >= 0).astype(np.float32),
+         lengths))
     if shuffle:
         ds = ds.shuffle(len(enc.texts), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    bounds = _bucket_boundaries(lengths) if bucket else []
+    if bounds:
+        ds = ds.bucket_by_sequence_length(
+            lambda *e: e[-1], bounds, [batch_size] * (len(bounds) + 1), no_padding=True)
+    else:
+        ds = ds.batch(batch_size)
 
-    def project(t, intent, tags, iw):
-        feats, mask, _ = ops.projection(t, cfg_vec)
+    def project(t, intent, tags, iw, n):
+        cfg = cfg_vec
+        if cut_to_longest:
+            longest = tf.maximum(tf.reduce_max(n), 1)
+            cfg = tf.concat([cfg_vec[:5], longest[None], cfg_vec[6:]], axis=0)  # [5] is S
+            tags = tags[:, :longest]
+        feats, mask, _ = ops.projection(t, cfg)
         x = {"features": feats, "mask": mask}
         if not with_labels:
             return x
         # Slot weights: the mask scaled so the loss is a mean over real tokens of the
-        # batch, not over all B*S positions (padding would dilute slot gradients ~8x).
+        # batch, not over all B*L positions (padding would dilute slot gradients).
         sw = mask * (tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0))
         # positional targets: QAT renames the outputs (quant_intent, quant_slots)
         return x, (intent, tags), (iw, sw)
 
     return ds.map(project, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def is_dynamic(model: keras.Model) -> bool:
+    """True for a dynamic-length model (sequence axis None)."""
+    return model.inputs[0].shape[1] is None
+
+
+def _take(enc: Encoded, order: np.ndarray) -> Encoded:
+    return Encoded(enc.texts[order], enc.intents[order], enc.tags[order], enc.mask[order],
+                   enc.n_uncovered_slots, [enc.offsets[i] for i in order])
 
 
 def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
@@ -138,16 +172,26 @@ def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
 
 
 def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256):
-    """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int)."""
-    ds = make_dataset(enc, proj, batch_size, shuffle=False, with_labels=False)
-    ints, tags = [], []
+    """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int64).
+
+    A dynamic-length model sees the utterances sorted by token count, in batches
+    cut to their longest utterance; results come back in the input order.
+    """
+    S, n = proj.max_tokens, len(enc.texts)
+    dynamic = is_dynamic(model)
+    order = np.argsort(enc.mask.sum(axis=1), kind="stable") if dynamic else np.arange(n)
+    ds = make_dataset(_take(enc, order), proj, batch_size, shuffle=False, with_labels=False,
+                      cut_to_longest=dynamic)
+    ints = np.zeros((n,), np.int64)
+    tags = np.zeros((n, S), np.int64)
+    i = 0
     for x in ds:
         il, sl = model(x, training=False)
-        ints.append(np.argmax(il.numpy(), -1))
-        tags.append(np.argmax(sl.numpy(), -1))
-    if not ints:
-        return np.zeros((0,), np.int64), np.zeros((0, proj.max_tokens), np.int64)
-    return np.concatenate(ints), np.concatenate(tags)
+        k = il.shape[0]
+        ints[order[i:i + k]] = np.argmax(il.numpy(), -1)
+        tags[order[i:i + k], :sl.shape[1]] = np.argmax(sl.numpy(), -1)
+        i += k
+    return ints, tags
 
 
 def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Labels,
@@ -162,21 +206,33 @@ class EvalExactMatch(keras.callbacks.Callback):
     """Early stopping on mean eval exact match over languages, keeping the best weights.
 
     After each epoch: scores each language's eval split, logs the figures,
-    saves the best weights to ``ckpt_path`` (write then rename), stops after
-    ``patience`` epochs without improvement and restores the best weights at the end.
+    saves the best weights to ``ckpt_path`` (write then rename) and its own
+    state (best score, epochs without gain, history) to ``ckpt_path +
+    ".state.json"``, stops after ``patience`` epochs without improvement and
+    restores the best weights at the end. With ``resume``, the state saved by an
+    interrupted run is read back at the start of training (the weights and
+    optimizer come back through ``keras.callbacks.BackupAndRestore``).
     """
 
     def __init__(self, evals: dict, labels: Labels, proj: ProjectionConfig, patience: int,
-                 ckpt_path: str | None, tag: str):
+                 ckpt_path: str | None, tag: str, resume: bool = False):
         super().__init__()
         self.evals, self.labels, self.proj = evals, labels, proj
         self.patience, self.ckpt_path, self.tag = patience, ckpt_path, tag
         self.best, self.best_weights, self.wait, self.history = -1.0, None, 0, []
+        self.state_path = ckpt_path + ".state.json" if ckpt_path else None
+        if resume and self.state_path and os.path.exists(self.state_path):
+            with open(self.state_path, encoding="utf-8") as f:
+                st = json.load(f)
+            self.best, self.wait, self.history = st["best"], st["wait"], st["history"]
+            log.info("[%s] resumed after epoch %d (best eval exact match %.4f)", tag,
+                     len(self.history), self.best)
 
     def on_epoch_end(self, epoch, logs=None):
         per = {lang: evaluate_keras(self.model, ex, enc, self.labels, self.proj)
                for lang, (ex, enc) in self.evals.items()}
         em = float(np.mean([m["exact_match"] for m in per.values()]))
+        self.history = [h for h in self.history if h["epoch"] < epoch + 1]
         self.history.append({"epoch": epoch + 1, "eval_exact_match": em,
                              "loss": float((logs or {}).get("loss", float("nan")))})
         detail = " ".join(f"{k}={v['exact_match']:.4f}" for k, v in per.items())
@@ -193,10 +249,33 @@ class EvalExactMatch(keras.callbacks.Callback):
             if self.wait >= self.patience:
                 log.info("[%s] early stopping: no gain for %d epochs", self.tag, self.patience)
                 self.model.stop_training = True
+        if self.state_path:
+            write_json_atomic(self.state_path, {"best": self.best, "wait": self.wait,
+                                                "history": self.history})
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+        elif self.ckpt_path and os.path.exists(self.ckpt_path):  # resumed: best is on disk
+            self.model.load_weights(self.ckpt_path)
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Fault injection for tests: SIGKILL this process at the end of epoch ``n`` (1-based).
+
+    Enabled by ``ONDEVICE_NLP_KILL_AFTER=TAG:N`` (for example ``float:2``); runs
+    after the checkpoint callbacks, as a kill between epochs would.
+    """
+
+    def __init__(self, tag: str):
+        super().__init__()
+        want = os.environ.get("ONDEVICE_NLP_KILL_AFTER", "")
+        self.n = int(want.split(":")[1]) if want.startswith(tag + ":") else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.n is not None and epoch + 1 == self.n:
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int,
@@ -211,11 +290,21 @@ def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps:
     model.compile(optimizer=opt, loss=[ce, ce])
 
 
-def fit(model, train_ds, steps_per_epoch, epochs, callback, verbose):
-    """model.fit with the eval callback; returns wall seconds."""
+def fit(model, train_ds, epochs, callback: EvalExactMatch, verbose, backup_dir: str | None = None):
+    """model.fit with the eval callback; returns wall seconds.
+
+    With ``backup_dir``, ``keras.callbacks.BackupAndRestore`` saves weights,
+    optimizer state and the epoch counter there after every epoch, and a
+    restarted run continues from the last completed epoch (the folder is
+    deleted when training ends).
+    """
     t0 = time.time()
     if epochs > 0:
-        model.fit(train_ds, epochs=epochs, callbacks=[callback], verbose=verbose)
+        cbs = [callback]
+        if backup_dir:
+            cbs.append(keras.callbacks.BackupAndRestore(backup_dir))
+        cbs.append(KillAfterEpoch(callback.tag))
+        model.fit(train_ds, epochs=epochs, callbacks=cbs, verbose=verbose)
     return time.time() - t0
 
 
@@ -248,12 +337,13 @@ def quantize_aware(model: keras.Model) -> keras.Model:
     Dense/Conv1D weights get 8-bit fake quantization and layer outputs
     EMA-ranged fake quantization (tensorflow-model-optimization,
     ``quantize_apply``). Layers tfmot has no rule for (LayerNormalization, Dot,
-    Rescaling) get ``OutputQuantizeConfig``: only their output is fake-quantized;
+    Rescaling, Multiply) get ``OutputQuantizeConfig``: only their output is fake-quantized;
     Conv1D (the bottleneck) gets tfmot's own Dense-style config (8-bit kernel,
     quantized activation output). Returns a new model holding the float model's weights.
     """
     qk = tfmot.quantization.keras
-    annotate = (keras.layers.LayerNormalization, keras.layers.Dot, keras.layers.Rescaling)
+    annotate = (keras.layers.LayerNormalization, keras.layers.Dot, keras.layers.Rescaling,
+                keras.layers.Multiply)
 
     def clone_fn(layer):
         fresh = layer.__class__.from_config(layer.get_config())

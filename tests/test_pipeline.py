@@ -189,3 +189,35 @@ def test_qat_range_calibration_tracks_float_model():
     T.calibrate_quantization_ranges(q, ds.repeat(), steps=40)
     err_cal = float(np.mean(np.abs(q(x, training=False)[0] - ref)))
     assert err_cal < 0.5 * err_fresh, (err_fresh, err_cal)
+
+
+def test_killed_build_resumes_from_last_epoch(tiny_build, tmp_path):
+    """SIGKILL after float epoch 2, then --resume: no completed epoch is lost or redone."""
+    import subprocess
+    import sys
+
+    root, out = tiny_build
+    args = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+            "--size", "tiny", "--out", str(tmp_path / "run"), "--epochs", "6", "--qat-epochs", "1",
+            "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--patience", "10"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "ONDEVICE_NLP_KILL_AFTER": "float:2",
+           "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = "import sys; from ondevice_nlp.cli import main; sys.exit(main(sys.argv[1:]))"
+    p = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == -9, p.stderr[-2000:]
+    ck = tmp_path / "run" / "checkpoints"
+    state = json.loads((ck / "float.weights.h5.state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    assert not (ck / "float.done.json").exists() and not (tmp_path / "run" / "model.tflite").exists()
+
+    assert cli.main([*args, "--resume"]) == 0
+    log = (tmp_path / "run" / "build.log").read_text()
+    assert "[float] resumed after epoch 2" in log
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    hist = m["eval_history"]["float"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]  # epochs 3..6 ran once, after 2
+    assert hist[:2] == state["history"]
+    assert m["keras"]["en"]["exact_match"] >= 0.6
+    assert (tmp_path / "run" / "model.tflite").exists()
