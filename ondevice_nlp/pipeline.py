@@ -38,12 +38,12 @@ class BuildArgs:
     model: str = "pnlp_mixer"
     size: str = "base"
     max_tokens: int | None = None
-    epochs: int = 12
+    epochs: int = 40
     qat_epochs: int = 2
     batch_size: int = 128
     lr: float = 2e-3
     qat_lr: float = 2e-4
-    patience: int = 3
+    patience: int = 6
     seed: int = 0
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
