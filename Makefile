@@ -31,7 +31,7 @@ mtop-en:
 
 mtop-all:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --epochs 15 --qat-epochs 1 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
+	    --model pnlp_mixer --epochs 15 --qat-epochs 1 --dropout 0.3 --weight-decay 0.05 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

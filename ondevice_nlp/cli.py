@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--lr", type=float, default=2e-3)
     b.add_argument("--qat-lr", type=float, default=2e-4)
+    b.add_argument("--weight-decay", type=float, default=0.05,
+                   help="AdamW decoupled weight decay (float and QAT phases)")
+    b.add_argument("--dropout", type=float,
+                   help="dropout on residual branches and projection features (default: the size's)")
     b.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-train-examples", type=int, help="subsample training data per language")
@@ -102,7 +106,8 @@ def _build(args) -> int:
         dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
         languages=args.languages, out=args.out, model=args.model, size=args.size,
         max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
-        batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, patience=args.patience,
+        batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr,
+        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience,
         seed=args.seed, max_train_examples=args.max_train_examples,
         max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
         resume=args.resume))

@@ -42,6 +42,8 @@ class BuildArgs:
     qat_epochs: int = 2
     batch_size: int = 128
     lr: float = 2e-3
+    weight_decay: float = 0.05
+    dropout: float | None = None  # overrides the size's dropout and feature dropout
     qat_lr: float = 2e-4
     patience: int = 6
     seed: int = 0
@@ -89,6 +91,9 @@ def build(a: BuildArgs) -> dict:
     tf.random.set_seed(a.seed)
     keras.utils.set_random_seed(a.seed)
     size = get_size(a.size, a.max_tokens)
+    if a.dropout is not None:
+        size = dataclasses.replace(size, mixer=dataclasses.replace(
+            size.mixer, dropout=a.dropout, feature_dropout=a.dropout))
     proj = size.projection
     S = proj.max_tokens
 
@@ -134,7 +139,8 @@ def build(a: BuildArgs) -> dict:
             shutil.rmtree(os.path.join(ckpt, name), ignore_errors=True)
 
     # 1. float training, early stopping on eval exact match; resumable per epoch
-    T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200))
+    T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200),
+                    weight_decay=a.weight_decay)
     float_ckpt = os.path.join(ckpt, "float.weights.h5")
     float_done = os.path.join(ckpt, "float.done.json")
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
@@ -157,7 +163,8 @@ def build(a: BuildArgs) -> dict:
     qat = T.quantize_aware(static)
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
-    T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0)
+    T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
+                    weight_decay=a.weight_decay)
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
                            os.path.join(ckpt, "qat.weights.h5"), "qat", resume=a.resume)
     qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
