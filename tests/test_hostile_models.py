@@ -53,6 +53,11 @@ def _meta(tags, **extra):
     return meta
 
 
+def _replace_once(buf: bytes, old: bytes, new: bytes) -> bytes:
+    assert buf.count(old) == 1
+    return buf.replace(old, new)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """{name: path} of a good tiny model and of wrong / foreign model files."""
@@ -90,6 +95,9 @@ def models(tmp_path_factory):
         "metadata_without_labels": add_metadata(buf, {"model": "pnlp_mixer"}),
         "metadata_wrong_intents": add_metadata(buf, _meta(tags, labels={"intents": INTENTS[:2],
                                                                          "tags": tags})),
+        # our model, its constant projection config corrupted (F = 0): the kernel refuses it
+        "corrupt_projection_config": _replace_once(buf, proj.to_vector().tobytes(),
+                                                   np.array([1, 0, 0, 16, 0, 16, 0], np.int32).tobytes()),
         "zero_length": b"",
         "random_bytes": random.Random(5).randbytes(4096),
         "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64),
@@ -117,6 +125,7 @@ def models(tmp_path_factory):
 
 
 BAD_MODELS = ["keras_no_metadata", "keras_with_our_metadata", "renamed_custom_op",
+              "corrupt_projection_config",
               "metadata_without_labels", "metadata_wrong_intents", "zero_length", "random_bytes",
               "png", "truncated_half", "truncated_header", "tfl3_bad_root", "zip_of_model",
               "directory", "missing"]
@@ -124,6 +133,7 @@ EXPECTED_WORDS = {  # what the one-line message must say (besides the file name)
     "keras_no_metadata": "no 'ondevice_nlp' metadata",
     "keras_with_our_metadata": "signature",
     "renamed_custom_op": "OndeviceProjectioX",
+    "corrupt_projection_config": "OndeviceProjection: feature_size",
     "metadata_without_labels": "labels.intents",
     "metadata_wrong_intents": "2 intents",
     "zero_length": "not a TFLite model",
@@ -227,6 +237,7 @@ def test_truncated_and_mutated_models_never_crash(models, tmp_path):
     last_case = [ln for ln in proc.stdout.splitlines() if ln.startswith("case ")][-1:]
     assert proc.returncode == 0, (proc.returncode, last_case, proc.stderr[-3000:])
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(counts)
     assert counts["loaded_and_ran"] + counts["rejected"] == 440
     assert counts["rejected"] >= 39  # every truncation, at least
     assert counts["loaded_and_ran"] > 0  # overwritten weights still run

@@ -54,11 +54,13 @@ def _is_invalid_utf8(t: bytes) -> bool:
 
 
 def test_reference_tf_op_and_tflite_agree_on_hostile_corpus():
-    """~3,300 strings x 3 configs (+ 8 x 1 MiB): bit-exact, valid shapes, no crash."""
-    stats = fz.run_corpus(huge=True)
+    """3,270 strings on the first config, 870 on two more: bit-exact, valid shapes, no
+    crash. (The 1 MiB strings run in the sanitizer test below.)"""
+    stats = fz.run_corpus()
+    print(stats)
     assert stats["problems"] == []
-    assert stats["strings"] >= 3000 + len(hostile_text.huge_cases())
-    assert stats["runs"] >= 4500 and stats["bytes"] > 8 * hostile_text.MIB
+    assert stats["strings"] >= 3000 and stats["configs"] == 3
+    assert stats["runs"] >= 4500
 
 
 def test_comparison_catches_a_wrong_kernel(monkeypatch):
