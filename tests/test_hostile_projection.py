@@ -146,15 +146,22 @@ def _assert_no_sanitizer_report(proc: subprocess.CompletedProcess):
         assert marker not in proc.stderr, proc.stderr[-6000:]
 
 
-def test_sanitizer_setup_reports_errors(sanitized_ops):
-    """Canary: in this environment a heap overflow is reported and fails the process."""
+def test_sanitizer_catches_a_bad_read_in_our_kernel(sanitized_ops):
+    """Canary: the ASan-built kernel, loaded into Python, is really checked. Its invoke is
+    called through ctypes on a string tensor whose byte count is true (runs clean) or
+    overstated by 5 bytes (the kernel trusts it and reads past the malloc'ed buffer: ASan
+    must stop the process with a heap-buffer-overflow in our projection code)."""
     _, env = sanitized_ops
-    code = ("import ctypes; libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p; "
-            "p = libc.malloc(8); ctypes.memmove(p, b'x' * 32, 32); print('undetected')")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode != 0 and "undetected" not in proc.stdout
-    assert "ERROR: AddressSanitizer: heap-buffer-overflow" in proc.stderr
+    run = [sys.executable, str(REPO / "tools" / "fuzz_projection.py"), "kernel-canary"]
+    clean = subprocess.run(run + ["0"], env=env, capture_output=True, text=True, timeout=120)
+    _assert_no_sanitizer_report(clean)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    assert "status=0 mask=[[1.0, 1.0, 0.0, 0.0]] offsets=[[[0, 5], [6, 11], [0, 0], [0, 0]]]" \
+        in clean.stdout
+    bad = subprocess.run(run + ["5"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "status=" not in bad.stdout
+    assert "ERROR: AddressSanitizer: heap-buffer-overflow" in bad.stderr, bad.stderr[-3000:]
+    assert "ondevice_nlp::projection::" in bad.stderr  # the report points into our code
 
 
 def test_sanitized_tf_op_and_tflite_kernel_over_hostile_corpus(sanitized_ops):

@@ -26,6 +26,9 @@ through all three. Extra arguments go to libFuzzer, e.g.::
     python tools/fuzz_projection.py atheris -max_total_time=600 -seed_corpus  # seeds: ./projection-seeds
 
 A mismatch raises AssertionError: libFuzzer saves the input as ``crash-*``.
+
+``kernel-canary N``: see ``kernel_canary`` (used to prove that a sanitizer build of
+the TFLite kernel is instrumented when loaded into Python).
 """
 
 from __future__ import annotations
@@ -191,6 +194,74 @@ def run_corpus(n: int = DEFAULT_CASES, seed: int = DEFAULT_SEED, huge: bool = Fa
     return stats
 
 
+def kernel_canary(overstate: int) -> int:
+    """Call the TFLite kernel's ``invoke`` directly through ctypes on one string tensor
+    ("hello world", S=4, F=8) whose ``bytes`` field (and last string offset) claims
+    ``overstate`` more bytes than its malloc'ed buffer holds; prints the status, mask and
+    offsets. With 0 the kernel must succeed; with more, an ASan build of the kernel must
+    report a heap-buffer-overflow in our own code (the kernel trusts the runtime's
+    ``bytes``): the proof that our library is instrumented inside this process.
+
+    Structs per ``custom_ops/tflite_abi.h`` (LP64): TfLiteRegistration.invoke at +24,
+    TfLiteTensor 112 bytes, TfLiteNode 80 bytes, TfLiteContext's leading fields.
+    """
+    import ctypes
+
+    from ondevice_nlp import ops
+
+    vp, i32 = ctypes.c_void_p, ctypes.c_int
+
+    class Tensor(ctypes.Structure):
+        _fields_ = [("type", i32), ("data", vp), ("dims", vp), ("scale", ctypes.c_float),
+                    ("zero_point", ctypes.c_int32), ("allocation_type", i32),
+                    ("bytes", ctypes.c_size_t), ("allocation", vp), ("name", vp), ("delegate", vp),
+                    ("buffer_handle", i32), ("data_is_stale", ctypes.c_bool),
+                    ("is_variable", ctypes.c_bool), ("quantization_type", i32),
+                    ("quantization_params", vp), ("sparsity", vp), ("dims_signature", vp)]
+
+    class Node(ctypes.Structure):
+        _fields_ = [("inputs", vp), ("outputs", vp), ("intermediates", vp), ("temporaries", vp),
+                    ("user_data", vp), ("builtin_data", vp), ("custom_initial_data", vp),
+                    ("custom_initial_data_size", i32), ("delegate", vp),
+                    ("might_have_side_effect", ctypes.c_bool)]
+
+    class Context(ctypes.Structure):  # ReportError null: the kernel then reports nothing
+        _fields_ = [("tensors_size", ctypes.c_size_t), ("GetExecutionPlan", vp), ("tensors", vp),
+                    ("impl_", vp), ("ResizeTensor", vp), ("ReportError", vp), ("rest", vp * 20)]
+
+    assert (ctypes.sizeof(Tensor), Tensor.bytes.offset, ctypes.sizeof(Node)) == (112, 40, 80)
+    reg = ops.load_tflite_library().OndeviceNlp_ProjectionRegistration()
+    invoke = ctypes.CFUNCTYPE(i32, vp, vp)(vp.from_address(reg + 24).value)
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = vp, [ctypes.c_size_t]
+    libc.free.argtypes = [vp]
+    seq, feat, text = 4, 8, b"hello world"
+    real = 12 + len(text)
+    buf = libc.malloc(real)  # exactly the string buffer: [count, start, end] + text
+    ctypes.memmove(buf, np.array([1, 12, real + overstate], np.int32).tobytes() + text, real)
+    config = np.array([1, 0, feat, 2, 0, seq, 0], np.int32)
+    outs = [np.zeros((1, seq, feat), np.float32), np.zeros((1, seq), np.float32),
+            np.zeros((1, seq, 2), np.int32)]
+    keep = []
+
+    def dims(values):
+        keep.append((i32 * (1 + len(values)))(len(values), *values))
+        return ctypes.addressof(keep[-1])
+
+    # type: 5 string, 2 int32, 1 float32; allocation: 4 dynamic, 1 mmap'ed constant, 2 arena
+    tensors = (Tensor * 5)(
+        Tensor(type=5, data=buf, dims=dims([1]), allocation_type=4, bytes=real + overstate),
+        Tensor(type=2, data=config.ctypes.data, dims=dims([7]), allocation_type=1, bytes=28),
+        *(Tensor(type=t, data=o.ctypes.data, dims=dims(list(o.shape)), allocation_type=2,
+                 bytes=o.nbytes) for t, o in zip((1, 1, 2), outs)))
+    node = Node(inputs=dims([0, 1]), outputs=dims([2, 3, 4]))
+    context = Context(tensors_size=5, tensors=ctypes.addressof(tensors))
+    status = invoke(ctypes.byref(context), ctypes.byref(node))
+    libc.free(buf)
+    print(f"status={status} mask={outs[1].tolist()} offsets={outs[2].tolist()}", flush=True)
+    return 0 if status == 0 else 1
+
+
 def _atheris_main(argv: list[str]) -> None:
     import atheris  # noqa: PLC0415  (optional dependency)
 
@@ -222,6 +293,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["atheris"]:
         _atheris_main(argv[1:])
         return 0
+    if argv[:1] == ["kernel-canary"] and len(argv) == 2:
+        return kernel_canary(int(argv[1]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=["corpus", "atheris"])
     p.add_argument("--cases", type=int, default=DEFAULT_CASES, help="random strings (default %(default)s)")
