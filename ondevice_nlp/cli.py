@@ -91,7 +91,8 @@ def main(argv=None) -> int:
             return _evaluate(args)
         return _predict(args)
     except (FileNotFoundError, DataError, ModelFileError, ValueError) as e:
-        print(f"ondevice-nlp {args.command}: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).splitlines())  # one line, whatever the runtime said
+        print(f"ondevice-nlp {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -116,10 +117,10 @@ def _build(args) -> int:
 
 def _evaluate(args) -> int:
     from .data import load_dataset
-    from .export import evaluate_tflite
     from .tflite_model import TFLiteModel
 
-    tfl = TFLiteModel(args.model_path)
+    tfl = TFLiteModel(args.model_path)  # a bad model fails here, before TensorFlow is imported
+    from .export import evaluate_tflite
     langs = args.languages or tfl.meta["languages"]
     data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), langs, args.split,
                         skip_bad_lines=args.skip_bad_lines)
@@ -133,7 +134,14 @@ def _predict(args) -> int:
 
     tfl = TFLiteModel(args.model_path)
     res = tfl.predict(args.text)
-    print(json.dumps({"intent": res["intent"], "slots": res["slots"]}, ensure_ascii=False))
+    out = {"intent": res["intent"], "slots": res["slots"]}
+    line = json.dumps(out, ensure_ascii=False)
+    encoding = sys.stdout.encoding or "utf-8"
+    try:
+        line.encode(encoding)
+    except UnicodeEncodeError:  # e.g. invalid UTF-8 in the text (lone surrogates): \u escapes
+        line = json.dumps(out)
+    print(line)
     return 0
 
 

@@ -23,7 +23,10 @@ Shapes and dtypes, for a batch of B strings and a config vector
 
 The shared libraries live in ``ondevice_nlp/_lib`` and are built by
 ``tools/build_ops.py`` (also run by ``pip install``). In a source checkout they
-are (re)built on first use when missing or older than their sources.
+are (re)built on first use when missing or older than their sources. Setting
+the environment variable ``ONDEVICE_NLP_LIB_DIR`` (read at import) loads them
+from that folder instead, as they are (no build): the sanitizer tests use it to
+run ASan/UBSan builds through this same API.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import re
 import sys
 import threading
 import warnings
@@ -42,7 +46,11 @@ import numpy as np
 CUSTOM_OP_NAME = "OndeviceProjection"
 """Name of the op in TensorFlow graphs and of the TFLite custom op."""
 
-LIB_DIR = Path(__file__).resolve().parent / "_lib"
+LIB_DIR_ENV = "ONDEVICE_NLP_LIB_DIR"
+"""Environment variable naming a folder of prebuilt op libraries to load instead of ``_lib``."""
+
+_PACKAGE_LIB_DIR = Path(__file__).resolve().parent / "_lib"
+LIB_DIR = Path(os.environ[LIB_DIR_ENV]).resolve() if os.environ.get(LIB_DIR_ENV) else _PACKAGE_LIB_DIR
 TF_OP_LIBRARY = LIB_DIR / "_projection_tf_op.so"
 TFLITE_LIBRARY = LIB_DIR / "_projection_tflite.so"
 
@@ -69,8 +77,9 @@ def _build_module():
 
 
 def _ensure_library(path: Path, target: str) -> Path:
-    """Return ``path``, building it from ``custom_ops/`` first in a source checkout."""
-    if _have_sources():
+    """Return ``path``, building it from ``custom_ops/`` first in a source checkout
+    (not for a folder given with ``ONDEVICE_NLP_LIB_DIR``, used as it is)."""
+    if _have_sources() and LIB_DIR == _PACKAGE_LIB_DIR:
         build_ops = _build_module()
         try:
             build_ops.build(out_dir=LIB_DIR, targets=(target,), verbose=False)
@@ -83,7 +92,9 @@ def _ensure_library(path: Path, target: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing and no sources are available to build it; reinstall "
-            "ondevice-nlp (pip install builds it) or run `python tools/build_ops.py` in a checkout")
+            "ondevice-nlp (pip install builds it) or run `python tools/build_ops.py` in a checkout"
+            + (f" (libraries are loaded from ${LIB_DIR_ENV}={LIB_DIR})" if LIB_DIR != _PACKAGE_LIB_DIR
+               else ""))
     return path
 
 
@@ -199,6 +210,63 @@ def check_flatbuffer(header: bytes, size: int, what: str) -> None:
                          f"outside the {size}-byte buffer")
 
 
+class MissingCustomOpError(RuntimeError):
+    """A TFLite interpreter without a kernel for a custom op of the model.
+
+    Attributes:
+      op_names: the unresolved custom op names, in the order reported.
+    """
+
+    def __init__(self, message: str, op_names: list[str]):
+        super().__init__(message)
+        self.op_names = op_names
+
+
+_UNRESOLVED_OP = re.compile(r"unresolved custom op:\s*([A-Za-z0-9_.\-/]+?)\.?(?=\s|$)")
+
+
+def explain_interpreter_error(error: BaseException) -> BaseException:
+    """Turn a TFLite "unresolved custom op" error into one that says how to fix it.
+
+    The TFLite runtime reports a custom op without a registered kernel (e.g. a
+    model of ours loaded in a plain ``ai_edge_litert.interpreter.Interpreter``)
+    only when tensors are allocated, as ``RuntimeError('Encountered unresolved
+    custom op: OndeviceProjection.\nSee instructions: ...')``.
+
+    Args:
+      error: an exception raised by a TFLite interpreter (constructor,
+        ``allocate_tensors``, ``get_signature_runner`` or ``invoke``).
+
+    Returns:
+      a :class:`MissingCustomOpError` (one-line message naming the op and,
+      for ``OndeviceProjection``, how to load the model with it:
+      ``ondevice_nlp.ops.make_interpreter`` or ``InterpreterWithCustomOps(
+      custom_op_registerers=[ondevice_nlp.ops.tflite_registerer])``) when the
+      error is about unresolved custom ops; ``error`` itself otherwise.
+    """
+    names = list(dict.fromkeys(_UNRESOLVED_OP.findall(str(error))))
+    if not names:
+        return error
+    ours = [n for n in names if n == CUSTOM_OP_NAME]
+    others = [n for n in names if n != CUSTOM_OP_NAME]
+    parts = []
+    if ours:
+        parts.append(
+            f"the TFLite model uses the custom op {CUSTOM_OP_NAME}, which is not registered in "
+            "this interpreter: load it with ondevice_nlp.ops.make_interpreter(model_path) (or "
+            "ondevice_nlp.TFLiteModel), or pass custom_op_registerers="
+            "[ondevice_nlp.ops.tflite_registerer] to ai_edge_litert.interpreter."
+            "InterpreterWithCustomOps(custom_op_registerers=[...], model_path=...); on Android/C++ "
+            "register OndeviceNlp_ProjectionRegistration() from _projection_tflite.so "
+            f"under the name {CUSTOM_OP_NAME}")
+    if others:
+        parts.append(
+            f"the TFLite model uses custom op(s) {', '.join(others)} that ondevice-nlp does not "
+            f"provide (its only custom op is {CUSTOM_OP_NAME}): the file was not exported by "
+            "ondevice-nlp, or it is corrupt")
+    return MissingCustomOpError("; ".join(parts), names)
+
+
 def make_interpreter(model_path: str | os.PathLike | None = None,
                      model_content: bytes | None = None, num_threads: int = 1):
     """An ``ai_edge_litert`` ``InterpreterWithCustomOps`` with our op registered.
@@ -248,18 +316,22 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
     try:
         return InterpreterWithCustomOps(custom_op_registerers=[tflite_registerer], **kwargs)
     except (ValueError, RuntimeError) as e:
-        raise ValueError(f"could not create a TFLite interpreter from {what}: {e}") from e
+        raise ValueError(f"could not create a TFLite interpreter from {what}: "
+                         f"{explain_interpreter_error(e)}") from e
 
 
 __all__ = [
     "CUSTOM_OP_NAME",
     "check_flatbuffer",
+    "explain_interpreter_error",
     "LIB_DIR",
+    "LIB_DIR_ENV",
     "TF_OP_LIBRARY",
     "TFLITE_LIBRARY",
     "load_tf_op_library",
     "load_tflite_library",
     "make_interpreter",
+    "MissingCustomOpError",
     "projection",
     "tflite_registerer",
 ]

@@ -24,8 +24,27 @@ METADATA_NAME = "ondevice_nlp"
 METADATA_FORMAT = "ondevice_nlp/1"
 
 
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "text"
+OUTPUT_NAMES = ("intent_probs", "slot_tags", "token_offsets", "token_mask")
+
+
 class ModelFileError(ValueError):
     """A ``.tflite`` file that is missing, corrupt, or not one of ours."""
+
+
+def _check_labels(meta: dict, path: str) -> tuple[list[str], list[str]]:
+    """(intents, tags) from our metadata, checked to be non-empty lists of strings."""
+    labels = meta.get("labels")
+    out = []
+    for key in ("intents", "tags"):
+        values = labels.get(key) if isinstance(labels, dict) else None
+        if not (isinstance(values, list) and values and all(isinstance(v, str) for v in values)):
+            raise ModelFileError(f"{path}: metadata field 'labels.{key}' must be a non-empty list "
+                                 f"of strings; the file is corrupt or was not written by "
+                                 "`ondevice-nlp build`")
+        out.append(values)
+    return out[0], out[1]
 
 
 def _schema():
@@ -109,21 +128,34 @@ def write_atomic(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _char_bytes(ch: str) -> bytes:
+    """UTF-8 bytes of one character; lone surrogates from ``surrogateescape`` decoding give
+    back their byte, other lone surrogates their 3-byte (ill-formed) encoding."""
+    try:
+        return ch.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return ch.encode("utf-8", "surrogatepass")
+
+
 def _text_bytes(text) -> bytes:
+    """UTF-8 bytes of a text given as bytes (unchanged) or str (see ``_char_bytes``)."""
     if isinstance(text, bytes):
         return text
     if not isinstance(text, str):
         raise TypeError(f"text must be str or bytes, got {type(text).__name__}")
-    return text.encode("utf-8", "surrogateescape")
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return b"".join(map(_char_bytes, text))
 
 
 def _byte_to_char(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Map UTF-8 byte offsets (of ``text`` encoded with surrogateescape) to char offsets."""
+    """Map UTF-8 byte offsets (of ``_text_bytes(text)``) to char offsets."""
     starts = {}
     pos = 0
     for ci, ch in enumerate(text):
         starts[pos] = ci
-        pos += len(ch.encode("utf-8", "surrogateescape"))
+        pos += len(_char_bytes(ch)) if ch > "\x7f" else 1
     starts[pos] = len(text)
     return [(starts[s], starts[e]) for s, e in offsets]
 
@@ -146,8 +178,7 @@ class TFLiteModel:
         with open(self.path, "rb") as f:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
-        self.intents: list[str] = self.meta["labels"]["intents"]
-        self.tags: list[str] = self.meta["labels"]["tags"]
+        self.intents, self.tags = _check_labels(self.meta, self.path)
         self.num_threads = num_threads
         self._local = threading.local()
         self._runner()  # fail early, in the constructor, on a model the runtime refuses
@@ -158,19 +189,55 @@ class TFLiteModel:
             from . import ops
             try:
                 interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads)
-                runner = interp.get_signature_runner("serving_default")
-            except (ValueError, RuntimeError) as e:
+                interp.allocate_tensors()  # unresolved ops and bad shapes fail here, not later
+                runner = interp.get_signature_runner(SIGNATURE_KEY)
+                self._check_signature(runner)
+            except ModelFileError:
+                raise
+            except Exception as e:  # noqa: BLE001  the runtime's wrapper raises assorted errors
+                # on corrupt files (ValueError, RuntimeError, UnicodeDecodeError on a tensor name)
                 raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
-                                     f"{e}") from e
+                                     f"{ops.explain_interpreter_error(e)}") from e
             self._local.interp, self._local.runner = interp, runner
         return runner
 
+    def _check_signature(self, runner) -> None:
+        """The signature has our input and outputs, with as many intents as the labels."""
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        missing = [n for n in OUTPUT_NAMES if n not in outputs]
+        if set(inputs) != {INPUT_NAME} or missing:
+            raise ModelFileError(
+                f"{self.path}: signature {SIGNATURE_KEY!r} has inputs {sorted(inputs)} and outputs "
+                f"{sorted(outputs)}; expected input {INPUT_NAME!r} and outputs {list(OUTPUT_NAMES)}"
+                ": not a model exported by `ondevice-nlp build`")
+        shape = list(outputs["intent_probs"].get("shape_signature", outputs["intent_probs"]["shape"]))
+        if len(shape) != 2 or shape[-1] != len(self.intents):
+            raise ModelFileError(f"{self.path}: output 'intent_probs' has shape {shape} but the "
+                                 f"metadata lists {len(self.intents)} intents; the file is corrupt")
+
     def run(self, texts: Sequence) -> dict:
-        """Run the signature on a batch; returns the raw output arrays (see module doc)."""
+        """Run the signature on a batch; returns the raw output arrays (see module doc).
+
+        Raises:
+          ValueError: empty batch. TypeError: an item is neither str nor bytes.
+          ModelFileError: the runtime failed to run the model (e.g. a corrupted
+            constant the kernels reject); any text, even invalid UTF-8, is valid input.
+        """
         arr = np.array([_text_bytes(t) for t in texts], dtype=object)
         if arr.size == 0:
             raise ValueError("empty batch")
-        return self._runner()(text=arr)
+        runner = self._runner()
+        from . import ops
+        try:
+            out = runner(text=arr)
+        except (RuntimeError, ValueError) as e:
+            raise ModelFileError(f"{self.path}: the TFLite runtime failed to run this model: "
+                                 f"{' '.join(str(ops.explain_interpreter_error(e)).split())}") from e
+        bad = out["slot_tags"][(out["slot_tags"] < 0) | (out["slot_tags"] >= len(self.tags))]
+        if bad.size:
+            raise ModelFileError(f"{self.path}: the model output slot tag id {int(bad[0])}, but "
+                                 f"the metadata lists {len(self.tags)} tags; the file is corrupt")
+        return out
 
     def decode_batch(self, texts: Sequence) -> list[tuple[str, float, list]]:
         """Run a batch and decode it: per text (intent, its probability, list of Slot).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from .example import DataError, Example, ReadReport
+from .example import DataError, Example, ReadReport, check_labels
 
 __all__ = ["read_bio", "BIO_FILES"]
 
@@ -60,7 +60,8 @@ def read_bio(split_dir, *, language: str = "en", skip_bad_lines: bool = False) -
             raised, even with ``skip_bad_lines``, because the files can no
             longer be paired), or (unless ``skip_bad_lines``) a line with invalid
             UTF-8, no tokens, a token/tag count mismatch, a tag that is not
-            ``O``/``B-x``/``I-x``, or an empty intent. The message names the
+            ``O``/``B-x``/``I-x``, or an empty intent (or a label or slot type with a
+            control or format character). The message names the
             file, 1-based line and field (``tokens``, ``tags``, ``label`` or
             ``line count``).
     """
@@ -98,6 +99,7 @@ def read_bio(split_dir, *, language: str = "en", skip_bad_lines: bool = False) -
                 raise DataError(paths["seq.out"], lineno, "tags", f"{len(tags)} tags for {len(tokens)} tokens")
             if not intent:
                 raise DataError(paths["label"], lineno, "label", "empty intent label")
+            check_labels(paths["label"], lineno, "label", [intent])
             offsets = []
             pos = 0
             for tok in tokens:
@@ -107,6 +109,7 @@ def read_bio(split_dir, *, language: str = "en", skip_bad_lines: bool = False) -
                 slots = bio_to_spans(offsets, tags)
             except ValueError as exc:
                 raise DataError(paths["seq.out"], lineno, "tags", str(exc)) from None
+            check_labels(paths["seq.out"], lineno, "tags", [s.type for s in slots])
         except DataError:
             if not skip_bad_lines:
                 raise

@@ -9,6 +9,7 @@ representation, so the readers are the only place that knows about file formats.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,31 @@ class DataError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.line, self.field, self.detail))
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` (an intent or slot type) is unusable, or None if it is fine.
+
+    A label must be non-empty and free of control, format, surrogate,
+    private-use, unassigned and line/paragraph separator characters (Unicode
+    categories Cc, Cf, Cs, Co, Cn, Zl, Zp): such a character in a label means
+    a corrupt line (e.g. NUL bytes), and it would end up in BIO tags and model
+    metadata.
+    """
+    if not label:
+        return "empty label"
+    for ch in label:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            return f"label {label!r} contains the control/format character U+{ord(ch):04X}"
+    return None
+
+
+def check_labels(path: str, lineno: int, field: str, labels) -> None:
+    """Raise DataError(path, lineno, field) for the first unusable label (see ``label_problem``)."""
+    for label in labels:
+        problem = label_problem(label)
+        if problem:
+            raise DataError(path, lineno, field, problem)
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 
-from .example import DataError, Example, ReadReport, Slot
+from .example import DataError, Example, ReadReport, Slot, check_labels
 from .mtop import align_slots
 
 __all__ = ["read_massive", "parse_annot_utt", "PARTITIONS"]
@@ -96,10 +96,12 @@ def read_massive(
 
     Raises:
         ValueError: ``partition`` is not one of ``PARTITIONS``.
-        DataError: (unless ``skip_bad_lines``) invalid UTF-8 or JSON, a line
+        DataError: (unless ``skip_bad_lines``) invalid UTF-8 or JSON (including
+            JSON nested too deeply for Python's decoder), a line
             that is not a JSON object, a missing/non-string/empty required key
             (``utt``, ``annot_utt``, ``intent``, ``locale``, ``partition``),
-            malformed ``annot_utt`` markup, an unusable locale, or an unknown
+            malformed ``annot_utt`` markup, an intent or slot type with a control
+            or format character, an unusable locale, or an unknown
             partition value. The message names file, 1-based line and field.
         FileNotFoundError: the file does not exist.
     """
@@ -138,6 +140,8 @@ def _parse_line(path: str, lineno: int, raw: bytes, partition: str | None, repor
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(path, lineno, "json", f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # e.g. "[[[[..." thousands deep: the decoder recurses per level
+        raise DataError(path, lineno, "json", "invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise DataError(path, lineno, "json", f"expected a JSON object, got {type(obj).__name__}")
     for key in _REQUIRED:
@@ -157,6 +161,8 @@ def _parse_line(path: str, lineno: int, raw: bytes, partition: str | None, repor
         plain, spans = parse_annot_utt(obj["annot_utt"])
     except ValueError as exc:
         raise DataError(path, lineno, "annot_utt", str(exc)) from None
+    check_labels(path, lineno, "intent", [obj["intent"]])
+    check_labels(path, lineno, "annot_utt", [t for t, _, _ in spans])
     slots: list[Slot] = []
     if plain == utt:
         slots = [Slot(t, s, e) for t, s, e in spans]

@@ -2,8 +2,9 @@
 Task-Oriented Semantic Parsing Benchmark").
 
 Two TSV layouts (UTF-8, no header, one utterance per line) are accepted; the
-layout is detected per file from the column count of its first non-blank line
-that has 5 or 8 columns:
+layout is detected per file from the column counts of its lines: the layout of
+most lines with 5 or 8 columns (on a tie, the first such line's), so a single
+malformed line cannot make a whole file unreadable with ``skip_bad_lines``:
 
 * **5-column flat-parse layout** (the CoF-CoT re-format described in
   ``shared/data/mtop/SOURCE.md``)::
@@ -38,7 +39,7 @@ import os
 import unicodedata
 from collections.abc import Sequence
 
-from .example import DataError, Example, ReadReport, Slot
+from .example import DataError, Example, ReadReport, Slot, check_labels
 
 __all__ = ["read_mtop", "align_value", "align_slots", "parse_flat_parse"]
 
@@ -273,6 +274,7 @@ def _parse_flat_line(path: str, lineno: int, cols: list[str], report: ReadReport
         intent, raw_slots = parse_flat_parse(flat)
     except ValueError as exc:
         raise DataError(path, lineno, "flat_parse", str(exc)) from None
+    check_labels(path, lineno, "flat_parse", [intent] + [t for t, _ in raw_slots])
     language = _language(path, lineno, locale)
     slots = align_slots(utterance, raw_slots, report, lineno)
     return Example(utterance, language, intent, tuple(slots))
@@ -285,6 +287,7 @@ def _parse_official_line(path: str, lineno: int, cols: list[str], report: ReadRe
     intent_col = intent_col.strip()
     if not intent_col.startswith("IN:") or len(intent_col) == 3:
         raise DataError(path, lineno, "intent", f"expected 'IN:<intent>', got {intent_col!r}")
+    check_labels(path, lineno, "intent", [intent_col[3:]])
     language = _language(path, lineno, locale)
     slots: list[Slot] = []
     slots_col = slots_col.strip()
@@ -303,10 +306,27 @@ def _parse_official_line(path: str, lineno: int, cols: list[str], report: ReadRe
                 "slots",
                 f"span {start}:{end} of {item!r} is outside the utterance (length {len(utterance)})",
             )
+        check_labels(path, lineno, "slots", [parts[3]])
         report.n_slots += 1
         slots.append(Slot(parts[3], start, end))
     slots.sort(key=lambda s: (s.start, s.end))
     return Example(utterance, language, intent_col[3:], tuple(slots))
+
+
+def _detect_layout(lines: list[bytes]) -> tuple[str, ...] | None:
+    """FLAT_COLUMNS or OFFICIAL_COLUMNS: the layout of most lines that have 5 or 8
+    tab-separated columns (ties: the first such line's); None if no line has."""
+    counts = {len(FLAT_COLUMNS): 0, len(OFFICIAL_COLUMNS): 0}
+    first = None
+    for raw in lines:
+        n = raw.count(b"\t") + 1
+        if n in counts and raw.strip():
+            counts[n] += 1
+            first = first or n
+    if first is None:
+        return None
+    best = max(counts, key=lambda n: (counts[n], n == first))
+    return FLAT_COLUMNS if best == len(FLAT_COLUMNS) else OFFICIAL_COLUMNS
 
 
 def read_mtop(path, *, skip_bad_lines: bool = False) -> tuple[list[Example], ReadReport]:
@@ -330,27 +350,25 @@ def read_mtop(path, *, skip_bad_lines: bool = False) -> tuple[list[Example], Rea
             or one without a root ``IN:`` node, an ``intent`` column without
             ``IN:``, a ``slots`` item that is not ``start:end:SL:TYPE`` with
             integer offsets inside the utterance, an empty utterance or an
-            unusable locale. The message names the file, 1-based line and field.
+            unusable locale, or an intent / slot label with a control or format
+            character (``example.label_problem``). The message names the file,
+            1-based line and field.
         FileNotFoundError: the file does not exist.
     """
     path = os.fspath(path)
     report = ReadReport(path=path)
     examples: list[Example] = []
-    columns: tuple[str, ...] | None = None
     with open(path, "rb") as fh:
         data = fh.read()
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+    lines = data.split(b"\n")
+    columns = _detect_layout(lines)
+    for lineno, raw in enumerate(lines, start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
         try:
             line = _decode_line(path, lineno, raw, columns)
             cols = line.split("\t")
-            if columns is None:
-                if len(cols) == len(FLAT_COLUMNS):
-                    columns = FLAT_COLUMNS
-                elif len(cols) == len(OFFICIAL_COLUMNS):
-                    columns = OFFICIAL_COLUMNS
             if columns is None or len(cols) != len(columns):
                 expected = f"{len(columns)}" if columns else "5 (flat parse) or 8 (official release)"
                 raise DataError(path, lineno, "columns", f"expected {expected} tab-separated columns, got {len(cols)}")
