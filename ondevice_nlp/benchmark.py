@@ -611,7 +611,7 @@ def analyze(path: str, probe_text: str = DEFAULT_TEXTS[1]) -> ModelInfo:
     sg = model.subgraphs[0]
     inputs = [{"name": (sg.tensors[i].name or b"").decode("utf-8", "replace"),
                "shape": shapes.get(int(i), [])} for i in sg.inputs]
-    stats = {"path": str(path), "bytes": len(content), "parameters": params,
+    stats = {"path": str(path), "realpath": os.path.realpath(path), "bytes": len(content), "parameters": params,
              "parameters_source": source, "constant_elements": counted, "macs": macs,
              "macs_by_op": by_op, "uncounted_ops": sorted(set(uncounted)),
              "ops": _op_counts(model), "subgraphs": len(model.subgraphs), "inputs": inputs,

@@ -268,6 +268,7 @@ def build(cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
 def qemu_env(cache: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_"))}
     env.update(QEMU_CPU=QEMU_CPU, QEMU_LD_PREFIX=str(cache / "sysroot"), PYTHONNOUSERSITE="1",
+               PYTHONSAFEPATH="1",  # -m must not import the x86 checkout from the cwd
                PYTHONPATH=f"{cache / 'stage' / 'pkg'}{os.pathsep}{cache / 'site'}",
                TF_CPP_MIN_LOG_LEVEL="3")
     return env
@@ -560,9 +561,16 @@ def main(argv=None) -> int:
     d = sub.add_parser("dump", help="(internal) run models, save their outputs")
     d.add_argument("texts_json")
     d.add_argument("pairs", nargs="+", metavar="MODEL OUT.npz")
-    py = sub.add_parser("python", help="run the aarch64 Python under qemu with the staged package")
-    py.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("python", help="run the aarch64 Python under qemu with the staged package; "
+                                  "the remaining arguments go to it")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    subcommands = {"setup", "build", "check", "dump", "python"}
+    first = next((i for i, a in enumerate(argv) if a in subcommands), None)
+    if first is not None and argv[first] == "python":
+        argv, rest = argv[:first + 1], argv[first + 1:]
     args = p.parse_args(argv)
+    args.args = rest
     if args.cmd == "dump":
         if len(args.pairs) % 2:
             p.error("dump needs MODEL OUT.npz pairs")
