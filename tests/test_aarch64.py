@@ -8,6 +8,8 @@ about a minute on 2 cores, most of it loading TensorFlow's library under qemu.
 """
 
 import importlib.util
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,21 @@ def test_projection_and_models_on_aarch64_match_x86():
     fl = by_kind[("test_float.tflite", "full model")]
     assert fl["float"] and fl["same_decisions"] and fl["max_abs_diff"] < 1e-5, fl
     assert res["ok"]
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which(aarch64.CXX) is None,
+                    reason="needs cmake and aarch64-linux-gnu-g++")
+def test_android_cmake_project_builds_for_aarch64(tmp_path):
+    """tools/android/CMakeLists.txt cross-builds a static library with no TensorFlow symbol."""
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(REPO / "tools" / "android"), "-B", str(build),
+                    "-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+                    f"-DCMAKE_CXX_COMPILER={aarch64.CXX}"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    lib = build / "libondevice_projection.a"
+    syms = subprocess.run(["aarch64-linux-gnu-nm", "-C", str(lib)], check=True,
+                          capture_output=True, text=True).stdout
+    assert " T OndeviceNlp_ProjectionRegistration" in syms
+    undefined = [ln for ln in syms.splitlines() if " U " in ln]
+    assert not [u for u in undefined if "tflite::" in u or "tensorflow" in u], undefined
+    assert "OndeviceNlp_RegisterProjection" not in syms
