@@ -750,7 +750,7 @@ def _fmt_mib(n) -> str:
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (one row per model and thread count)."""
-    header = ["model", "bytes", "params", "MACs", "threads", "p50 ms", "p90 ms", "p99 ms",
+    header = ["model", "bytes", "params", "MACs", "threads", "min ms", "p50 ms", "p90 ms", "p99 ms",
               "proj share", "load MiB", "peak +MiB"]
     rows = []
     ratio_by_path = {r["path"]: r for r in result.get("ratios", [])}
@@ -765,7 +765,7 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
             rows.append([os.path.basename(os.path.dirname(r["path"])) + "/"
                          + os.path.basename(r["path"]),
                          _fmt_int(r["bytes"]), _fmt_int(r["parameters"]), _fmt_int(r["macs"]),
-                         t, p50, f"{lat['p90']:.3f}", f"{lat['p99']:.3f}",
+                         t, f"{lat['min']:.3f}", p50, f"{lat['p90']:.3f}", f"{lat['p99']:.3f}",
                          "-" if share is None else f"{100 * share:.0f}%",
                          _fmt_mib(mem.get("load_bytes")) if t == str(mem.get("threads")) else "",
                          _fmt_mib(mem.get("peak_increase_bytes"))

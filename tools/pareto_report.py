@@ -194,7 +194,7 @@ def plot(entries: list[Entry], attr: str, xlabel: str, ylabel: str, path: Path,
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     if front:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
