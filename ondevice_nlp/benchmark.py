@@ -40,7 +40,8 @@ What is reported per model (keys of the JSON written by ``--json``):
   holds only the file's own ``OndeviceProjection`` node(s), sliced out of the
   same flatbuffer (same config constant, same inputs), interleaved
   round-robin with the full model: ``share = p50(projection-only) /
-  p50(full)`` (``method: "sliced-subgraph"``).
+  p50(full)`` (``method: "sliced-subgraph"``); ``share_of_min`` is the same
+  ratio of the minima (less sensitive to a loaded machine).
 * ``memory``: resident set sizes in bytes, measured in a fresh subprocess per
   model from ``/proc/self/status``: ``rss_before_load`` (Python, numpy,
   ai-edge-litert and the op library loaded, no model), ``rss_after_load``
@@ -530,9 +531,12 @@ def measure_memory(path: str, threads: int, texts: Sequence[str], runs: int, war
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "ondevice_nlp.benchmark", "--memory-child"],
-                          input=json.dumps(spec), capture_output=True, text=True, env=env,
-                          timeout=timeout_s)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ondevice_nlp.benchmark", "--memory-child"],
+                              input=json.dumps(spec), capture_output=True, text=True, env=env,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(f"{path}: memory measurement took over {timeout_s:.0f} s") from None
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise ModelFileError(f"{path}: memory measurement subprocess failed: {tail}")
@@ -699,6 +703,8 @@ def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
             if proj is not None:
                 proj.setdefault("share", {})[str(t)] = (
                     proj["latency_ms"][str(t)]["p50"] / res["latency_ms"][str(t)]["p50"])
+                proj.setdefault("share_of_min", {})[str(t)] = (
+                    proj["latency_ms"][str(t)]["min"] / res["latency_ms"][str(t)]["min"])
         del runners
     if memory:
         for res, info in zip(results, infos):

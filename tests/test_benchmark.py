@@ -218,6 +218,22 @@ def test_comparison_mode_two_models(proj_model, hand_model, capsys, tmp_path):
     assert rc == 0 and "proj.tflite" in out and "hand.tflite" in out and "(x1.00)" in out
 
 
+def test_dataset_utterances(proj_model, tmp_path, capsys):
+    (tmp_path / "en").mkdir()
+    lines = [f"set an alarm for {h} am\t[IN:CREATE_ALARM [SL:DATE_TIME for {h} am ] ]\t"
+             f"[IN:CREATE_ALARM [SL:DATE_TIME for {h} am ] ]\ttest\ten_XX" for h in range(1, 6)]
+    (tmp_path / "en" / "test.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rc = cli.main(["benchmark", str(proj_model), "--dataset", "mtop", "--data-dir", str(tmp_path),
+                   "--languages", "en", "--split", "test", "--runs", "4", "--warmup", "1",
+                   "--threads", "1", "--no-memory", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["settings"]["texts"] == 4  # 5 utterances sampled down to --runs
+    assert cli.main(["benchmark", str(proj_model), "--dataset", "mtop", "--data-dir",
+                     str(tmp_path / "missing"), "--no-memory"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage bytes, not a flatbuffer", b"\x00" * 64])
 def test_corrupt_model_is_a_clear_error(tmp_path, capsys, content):
     p = tmp_path / "broken.tflite"
