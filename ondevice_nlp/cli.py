@@ -1,4 +1,4 @@
-"""Command line: ``ondevice-nlp build | evaluate | predict``.
+"""Command line: ``ondevice-nlp build | evaluate | predict | benchmark``.
 
 Errors the user can fix (missing files, malformed data, corrupt models) end
 with a one-line message on stderr and exit status 2, never a traceback.
@@ -71,7 +71,34 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")
     r.add_argument("model_path")
     r.add_argument("text")
+
+    m = sub.add_parser("benchmark", help="size, parameters, MACs, latency, memory of .tflite "
+                                         "files (several: interleaved comparison)")
+    m.add_argument("model_paths", nargs="+", metavar="MODEL.tflite")
+    m.add_argument("--threads", type=_ints, default=[1, 4], help="comma list (default 1,4)")
+    m.add_argument("--texts", help="UTF-8 file, one utterance per line (default: built-in "
+                                   "sample of several scripts)")
+    m.add_argument("--dataset", choices=["mtop", "massive", "snips"],
+                   help="take the utterances from a dataset split instead")
+    m.add_argument("--data-dir")
+    m.add_argument("--languages", type=_langs, default=["en"])
+    m.add_argument("--split", default="test", choices=["train", "eval", "test"])
+    m.add_argument("--runs", type=int, default=200, help="timed runs per model and thread count")
+    m.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
+    m.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
+    m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    m.add_argument("--markdown", action="store_true", help="print a markdown table")
     return p
+
+
+def _ints(s: str) -> list:
+    try:
+        out = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {s!r}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -89,6 +116,8 @@ def main(argv=None) -> int:
             return _build(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "benchmark":
+            return _benchmark(args)
         return _predict(args)
     except (FileNotFoundError, DataError, ModelFileError, ValueError) as e:
         message = " ".join(str(e).splitlines())  # one line, whatever the runtime said
@@ -142,6 +171,31 @@ def _predict(args) -> int:
     except UnicodeEncodeError:  # e.g. invalid UTF-8 in the text (lone surrogates): \u escapes
         line = json.dumps(out)
     print(line)
+    return 0
+
+
+def _benchmark(args) -> int:
+    from . import benchmark as B
+
+    if args.texts and args.dataset:
+        raise B.BenchmarkError("give --texts or --dataset, not both")
+    texts = None
+    if args.texts:
+        texts = B.read_texts_file(args.texts)
+    elif args.dataset:
+        from .data import load_dataset
+        data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), args.languages,
+                            args.split)
+        texts = B.sample_texts([e.text for lang in args.languages for e in data[lang]],
+                               max(args.runs, 1))
+    res = B.benchmark(args.model_paths, threads=args.threads, texts=texts, runs=args.runs,
+                      warmup=args.warmup, memory=not args.no_memory)
+    if args.json:
+        print(json.dumps(res, indent=2, ensure_ascii=False))
+    elif args.markdown:
+        print(B.markdown_table(res))
+    else:
+        B.print_table(res)
     return 0
 
 
