@@ -36,7 +36,7 @@ class BuildArgs:
     languages: list
     out: str
     model: str = "pnlp_mixer"
-    size: str = "base"
+    size: str | None = None  # default: the model's (base, 1mb)
     max_tokens: int | None = None
     epochs: int = 40
     qat_epochs: int = 2
@@ -52,6 +52,70 @@ class BuildArgs:
     representative_examples: int = 200
     skip_bad_lines: bool = False
     resume: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How the pipeline builds one kind of model (see ``model_spec``)."""
+
+    default_size: str
+    get_size: object      # (name, max_tokens | None, dropout | None) -> size with .projection, .window
+    build: object         # (size, num_intents=, num_tags=, dynamic=) -> keras.Model
+    copy_weights: object  # (src, dst): dynamic-length <-> static model
+    prepare_qat: object   # static model -> model ready for train.quantize_aware
+
+
+MODELS = ("pnlp_mixer", "pqrnn")
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The pipeline's view of model ``name`` (one of ``MODELS``).
+
+    Raises:
+      ValueError: unknown model name.
+    """
+    if name == "pnlp_mixer":
+        from .configs import get_size
+        from .models import pnlp_mixer as pm
+
+        def size_for(size_name, max_tokens, dropout):
+            size = get_size(size_name, max_tokens)
+            if dropout is not None:
+                size = dataclasses.replace(size, mixer=dataclasses.replace(
+                    size.mixer, dropout=dropout, feature_dropout=dropout))
+            return size
+
+        def build(size, *, num_intents, num_tags, dynamic):
+            return pm.build_pnlp_mixer(size.mixer, max_tokens=size.projection.max_tokens,
+                                       feature_size=size.projection.feature_size,
+                                       window=size.window, num_intents=num_intents,
+                                       num_tags=num_tags, dynamic_length=dynamic)
+
+        return ModelSpec("base", size_for, build, pm.copy_weights, lambda m: m)
+    if name == "pqrnn":
+        from .models import pqrnn as pq
+
+        def size_for(size_name, max_tokens, dropout):
+            if size_name not in pq.QRNN_SIZES:
+                raise ValueError(f"unknown pqrnn size {size_name!r}; choose from "
+                                 f"{sorted(pq.QRNN_SIZES)}")
+            size = pq.QRNN_SIZES[size_name]
+            if max_tokens is not None:
+                size = dataclasses.replace(size, projection=dataclasses.replace(
+                    size.projection, max_tokens=max_tokens))
+            if dropout is not None:
+                size = dataclasses.replace(size, qrnn=dataclasses.replace(size.qrnn,
+                                                                          dropout=dropout))
+            return size
+
+        def build(size, *, num_intents, num_tags, dynamic):
+            return pq.build_pqrnn(size.qrnn, max_tokens=None if dynamic else
+                                  size.projection.max_tokens,
+                                  feature_size=size.projection.feature_size, window=size.window,
+                                  num_intents=num_intents, num_tags=num_tags)
+
+        return ModelSpec("1mb", size_for, build, pq.copy_weights, pq.annotate_for_qat)
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
 
 
 def _subset(examples, n, seed):
@@ -76,24 +140,19 @@ def build(a: BuildArgs) -> dict:
     import tf_keras as keras
 
     from . import train as T
-    from .configs import get_size
     from .data import load_dataset
     from .export import evaluate_tflite, export
-    from .models.pnlp_mixer import build_pnlp_mixer, copy_weights
     from .tflite_model import TFLiteModel
 
-    if a.model != "pnlp_mixer":
-        raise ValueError(f"unknown model {a.model!r}; available: pnlp_mixer")
+    spec = model_spec(a.model)
     t_start = time.time()
     os.makedirs(os.path.join(a.out, "checkpoints"), exist_ok=True)
     random.seed(a.seed)
     np.random.seed(a.seed)
     tf.random.set_seed(a.seed)
     keras.utils.set_random_seed(a.seed)
-    size = get_size(a.size, a.max_tokens)
-    if a.dropout is not None:
-        size = dataclasses.replace(size, mixer=dataclasses.replace(
-            size.mixer, dropout=a.dropout, feature_dropout=a.dropout))
+    size_name = a.size or spec.default_size
+    size = spec.get_size(size_name, a.max_tokens, a.dropout)
     proj = size.projection
     S = proj.max_tokens
 
@@ -117,15 +176,14 @@ def build(a: BuildArgs) -> dict:
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
 
     def make(dynamic):
-        return build_pnlp_mixer(size.mixer, max_tokens=S, feature_size=proj.feature_size,
-                                window=size.window, num_intents=len(labels.intents),
-                                num_tags=len(labels.tags), dynamic_length=dynamic)
+        return spec.build(size, num_intents=len(labels.intents), num_tags=len(labels.tags),
+                          dynamic=dynamic)
 
     # Float training runs the dynamic-length model on length-bucketed batches cut to
     # their longest utterance; QAT and export use the static model (same weights).
     model, static = make(True), make(False)
     n_params = int(static.count_params())
-    log.info("pNLP-Mixer %s: %d parameters", a.size, n_params)
+    log.info("%s %s: %d parameters", a.model, size_name, n_params)
     steps = T.steps_for(len(train_ex), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                               cut_to_longest=True, bucket=True)
@@ -157,10 +215,10 @@ def build(a: BuildArgs) -> dict:
         T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
-    copy_weights(model, static)
+    spec.copy_weights(model, static)
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
-    qat = T.quantize_aware(static)
+    qat = T.quantize_aware(spec.prepare_qat(static))
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
@@ -174,7 +232,7 @@ def build(a: BuildArgs) -> dict:
 
     # 3. int8 export with the labels and settings inside the file
     rep = [e.text.encode("utf-8") for e in _subset(train_ex, a.representative_examples, a.seed)]
-    meta = {"model": a.model, "size": a.size, "dataset": a.dataset, "languages": a.languages,
+    meta = {"model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
             "projection": dataclasses.asdict(proj), "window": size.window,
             "labels": labels.to_json(), "parameters": n_params}
     t0 = time.time()
@@ -188,7 +246,7 @@ def build(a: BuildArgs) -> dict:
     metrics = {
         "keras": keras_test, "keras_qat": qat_test, "tflite": tflite_test,
         "model_size_bytes": nbytes, "parameters": n_params,
-        "model": a.model, "size": a.size, "dataset": a.dataset, "languages": a.languages,
+        "model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
         "train_examples": len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},

@@ -221,3 +221,30 @@ def test_killed_build_resumes_from_last_epoch(tiny_build, tmp_path):
     assert hist[:2] == state["history"]
     assert m["keras"]["en"]["exact_match"] >= 0.6
     assert (tmp_path / "run" / "model.tflite").exists()
+
+
+def test_build_pqrnn_end_to_end(tiny_build, tmp_path):
+    """`build --model pqrnn` trains, runs QAT, exports an int8 .tflite that agrees with Keras QAT."""
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, _ = tiny_build
+    out = tmp_path / "pqrnn"
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--model", "pqrnn", "--size", "tiny", "--out", str(out), "--epochs", "6",
+                   "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == "pqrnn" and m["size"] == "tiny"
+    assert m["keras"]["en"]["intent_accuracy"] >= 0.9
+    assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    assert tfl.meta["model"] == "pqrnn" and tfl.meta["projection"]["method"] == "ternary"
+    assert tfl.predict("what is the weather in Oslo")["intent"] in tfl.intents
+
+
+def test_unknown_model_or_size_is_a_clear_error(tiny_build, tmp_path, capsys):
+    root, _ = tiny_build
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--model", "pqrnn", "--size", "huge", "--out", str(tmp_path / "x")])
+    assert rc == 2
+    assert "unknown pqrnn size 'huge'" in capsys.readouterr().err
