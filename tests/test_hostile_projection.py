@@ -10,6 +10,7 @@ The corpus and the comparison live in ``tools/hostile_text.py`` and
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -198,5 +199,6 @@ def test_atheris_differential_fuzz(tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                  PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
     assert proc.returncode == 0, proc.stderr[-6000:]
-    assert "Done 1000 runs" in proc.stderr, proc.stderr[-3000:]
+    done = re.search(r"Done (\d+) runs", proc.stderr)  # libFuzzer may overshoot -runs a little
+    assert done and int(done.group(1)) >= 1000, proc.stderr[-3000:]
     assert not list(tmp_path.glob("crash-*"))
