@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 
@@ -157,14 +156,12 @@ def test_mtop_reader_on_malformed_lines(tmp_path, layout, good):
     baseline, _ = read_mtop(base_path)
     assert len(baseline) == len(good)
     outcomes = {"error": 0, "ok": 0}
-    start = time.perf_counter()
     for _ in range(250):
         lines = [g.encode() for g in good]
         at = rng.randrange(len(lines) + 1)
         lines.insert(at, _mutate_tsv(rng, rng.choice(good)))
         outcomes[_check_one_bad_line(read_mtop, path, lines, at, baseline)] += 1
     assert outcomes["error"] > 150, outcomes
-    assert time.perf_counter() - start < 60
 
 
 def test_massive_reader_on_malformed_lines(tmp_path):

@@ -199,6 +199,6 @@ def test_atheris_differential_fuzz(tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                  PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
     assert proc.returncode == 0, proc.stderr[-6000:]
-    done = re.search(r"Done (\d+) runs", proc.stderr)  # libFuzzer may count seed inputs too
+    done = re.search(r"Done (\d+) runs", proc.stderr)  # libFuzzer may overshoot -runs a little
     assert done and int(done.group(1)) >= 1000, proc.stderr[-3000:]
     assert not list(tmp_path.glob("crash-*"))
