@@ -43,15 +43,21 @@ SIZES = {
 }
 
 
-def get_size(name: str, max_tokens: int | None = None) -> ModelSize:
+def get_size(name: str, max_tokens: int | None = None, sizes: dict | None = None,
+             kind: str = "model"):
     """Look up a size by name, optionally overriding the sequence length S.
+
+    ``sizes`` is the table to look in (default ``SIZES``, the pNLP-Mixer sizes;
+    ``models.pqrnn.QRNN_SIZES`` for pQRNN); its entries are dataclasses with a
+    ``projection`` field. ``kind`` names the table in the error message.
 
     Raises:
       ValueError: unknown name.
     """
-    if name not in SIZES:
-        raise ValueError(f"unknown model size {name!r}; choose from {sorted(SIZES)}")
-    size = SIZES[name]
+    sizes = SIZES if sizes is None else sizes
+    if name not in sizes:
+        raise ValueError(f"unknown {kind} size {name!r}; choose from {sorted(sizes)}")
+    size = sizes[name]
     if max_tokens is not None:
         size = dataclasses.replace(
             size, projection=dataclasses.replace(size.projection, max_tokens=max_tokens))

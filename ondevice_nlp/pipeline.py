@@ -93,16 +93,11 @@ def model_spec(name: str) -> ModelSpec:
 
         return ModelSpec("base", size_for, build, pm.copy_weights, lambda m: m)
     if name == "pqrnn":
+        from .configs import get_size
         from .models import pqrnn as pq
 
         def size_for(size_name, max_tokens, dropout):
-            if size_name not in pq.QRNN_SIZES:
-                raise ValueError(f"unknown pqrnn size {size_name!r}; choose from "
-                                 f"{sorted(pq.QRNN_SIZES)}")
-            size = pq.QRNN_SIZES[size_name]
-            if max_tokens is not None:
-                size = dataclasses.replace(size, projection=dataclasses.replace(
-                    size.projection, max_tokens=max_tokens))
+            size = get_size(size_name, max_tokens, pq.QRNN_SIZES, "pqrnn")
             if dropout is not None:
                 size = dataclasses.replace(size, qrnn=dataclasses.replace(size.qrnn,
                                                                           dropout=dropout))
