@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all clean
+.PHONY: install ops test mtop-en mtop-all pqrnn-en clean
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -32,6 +32,10 @@ mtop-en:
 mtop-all:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS) \
 	    --model pnlp_mixer --epochs 15 --qat-epochs 1 --dropout 0.3 --weight-decay 0.05 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
+
+pqrnn-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model pqrnn --out runs/pqrnn-en 2>&1 | tee runs/pqrnn-en.log
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

@@ -37,6 +37,7 @@ def serving_function(model, proj: ProjectionConfig) -> tf.types.experimental.Con
         return {
             "intent_probs": tf.nn.softmax(intent_logits),
             "slot_tags": tf.argmax(slot_logits, axis=-1, output_type=tf.int32),
+            "slot_logits": tf.identity(slot_logits),
             "token_offsets": offsets,
             "token_mask": mask,
         }
@@ -80,8 +81,9 @@ def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, 
 def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64) -> dict:
     """Intent accuracy, slot F1 and exact match of a ``.tflite`` on examples.
 
-    Predictions come from the file alone: its slot tags and token offsets
-    (``TFLiteModel.decode_batch``), batches of ``batch_size`` utterances.
+    Predictions come from the file alone: its slot logits (constrained IOB2
+    Viterbi decoding) and token offsets (``TFLiteModel.decode_batch``), batches
+    of ``batch_size`` utterances.
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):

@@ -6,9 +6,14 @@ are JSON in the flatbuffer's ``metadata`` list under the name
 ``METADATA_NAME`` (TFLite schema: ``Model.metadata`` -> ``Buffer``).
 
 Signature ``serving_default``: input ``text`` string [B] (raw UTF-8); outputs
-``intent_probs`` float32 [B, C], ``slot_tags`` int32 [B, S] (BIO tag ids),
-``token_offsets`` int32 [B, S, 2] (UTF-8 byte start/end of each token) and
-``token_mask`` float32 [B, S].
+``intent_probs`` float32 [B, C], ``slot_tags`` int32 [B, S] (per-token argmax
+BIO tag ids), ``token_offsets`` int32 [B, S, 2] (UTF-8 byte start/end of each
+token), ``token_mask`` float32 [B, S] and, in files written since the decoder
+change, ``slot_logits`` float32 [B, S, K] (the int8 slot scores, dequantized).
+
+Decoding: when ``slot_logits`` is present, slots come from the best valid IOB2
+tag sequence over each utterance's tokens (``tagging.viterbi_bio``, O(S K^2)
+per utterance, about 20 lines to port to an app); otherwise from ``slot_tags``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ METADATA_FORMAT = "ondevice_nlp/1"
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "text"
 OUTPUT_NAMES = ("intent_probs", "slot_tags", "token_offsets", "token_mask")
+SLOT_LOGITS = "slot_logits"  # optional output (older files lack it)
 
 
 class ModelFileError(ValueError):
@@ -179,6 +185,15 @@ class TFLiteModel:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
         self.intents, self.tags = _check_labels(self.meta, self.path)
+        from .tagging import bio_allowed_transitions
+        try:
+            self.allowed = bio_allowed_transitions(self.tags)
+        except ValueError as e:
+            raise ModelFileError(f"{self.path}: metadata field 'labels.tags' is not an IOB2 tag "
+                                 f"list ({e}); the file is corrupt") from None
+        if "O" not in self.tags:
+            raise ModelFileError(f"{self.path}: metadata field 'labels.tags' lacks the 'O' tag; "
+                                 "the file is corrupt")
         self.num_threads = num_threads
         self._local = threading.local()
         self._runner()  # fail early, in the constructor, on a model the runtime refuses
@@ -233,6 +248,9 @@ class TFLiteModel:
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(f"{self.path}: the TFLite runtime failed to run this model: "
                                  f"{' '.join(str(ops.explain_interpreter_error(e)).split())}") from e
+        if SLOT_LOGITS in out and out[SLOT_LOGITS].shape[-1] != len(self.tags):
+            raise ModelFileError(f"{self.path}: output {SLOT_LOGITS!r} has {out[SLOT_LOGITS].shape[-1]} "
+                                 f"tags but the metadata lists {len(self.tags)}; the file is corrupt")
         bad = out["slot_tags"][(out["slot_tags"] < 0) | (out["slot_tags"] >= len(self.tags))]
         if bad.size:
             raise ModelFileError(f"{self.path}: the model output slot tag id {int(bad[0])}, but "
@@ -242,11 +260,12 @@ class TFLiteModel:
     def decode_batch(self, texts: Sequence) -> list[tuple[str, float, list]]:
         """Run a batch and decode it: per text (intent, its probability, list of Slot).
 
-        Slots are BIO-decoded from the model's own tags and token offsets, with
+        Slots are BIO-decoded from the model's slot logits (constrained IOB2
+        Viterbi, see the module doc) or, in older files, its argmax tags, with
         character offsets into the text (for bytes input: into
         ``bytes.decode("utf-8", "surrogateescape")``).
         """
-        from .tagging import bio_to_spans
+        from .tagging import bio_to_spans, viterbi_bio
 
         out = self.run(texts)
         results = []
@@ -254,7 +273,11 @@ class TFLiteModel:
             s = t if isinstance(t, str) else t.decode("utf-8", "surrogateescape")
             n = int(round(float(out["token_mask"][i].sum())))
             offs = _byte_to_char(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]])
-            tags = [self.tags[int(k)] for k in out["slot_tags"][i][:n]]
+            if SLOT_LOGITS in out:
+                ids = viterbi_bio(out[SLOT_LOGITS][i][:n], self.allowed)
+            else:
+                ids = out["slot_tags"][i][:n]
+            tags = [self.tags[int(k)] for k in ids]
             probs = out["intent_probs"][i]
             k = int(np.argmax(probs))
             results.append((self.intents[k], float(probs[k]), bio_to_spans(offs, tags)))

@@ -49,6 +49,12 @@ class Labels:
     def to_json(self) -> dict:
         return {"intents": self.intents, "tags": self.tags}
 
+    def allowed_transitions(self) -> np.ndarray:
+        """bool [K + 1, K] IOB2 transition constraints (``tagging.bio_allowed_transitions``)."""
+        if getattr(self, "_allowed", None) is None:
+            self._allowed = tagging.bio_allowed_transitions(self.tags)
+        return self._allowed
+
 
 @dataclasses.dataclass
 class Encoded:
@@ -177,9 +183,13 @@ def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
     return intents, slots
 
 
-def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256):
+def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256,
+                  allowed: np.ndarray | None = None):
     """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int64).
 
+    Tags are the per-token argmax, or with ``allowed`` (bool [K + 1, K], see
+    ``Labels.allowed_transitions``) the best valid IOB2 sequence over each
+    utterance's tokens (``tagging.viterbi_bio``), as ``TFLiteModel`` decodes.
     A dynamic-length model sees the utterances sorted by token count, in batches
     cut to their longest utterance; results come back in the input order.
     """
@@ -195,15 +205,26 @@ def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batc
         il, sl = model(x, training=False)
         k = il.shape[0]
         ints[order[i:i + k]] = np.argmax(il.numpy(), -1)
-        tags[order[i:i + k], :sl.shape[1]] = np.argmax(sl.numpy(), -1)
+        scores = sl.numpy()
+        for j in range(k):
+            row = order[i + j]
+            if allowed is None:
+                tags[row, :scores.shape[1]] = np.argmax(scores[j], -1)
+            else:
+                n_tok = len(enc.offsets[row])
+                tags[row, :n_tok] = tagging.viterbi_bio(scores[j, :n_tok], allowed)
         i += k
     return ints, tags
 
 
 def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Labels,
                    proj: ProjectionConfig) -> dict:
-    """Intent accuracy, slot F1, exact match of the Keras model on examples."""
-    ii, tt = keras_predict(model, enc, proj)
+    """Intent accuracy, slot F1, exact match of the Keras model on examples.
+
+    Slots come from constrained IOB2 Viterbi decoding of the slot logits, as
+    for the exported ``.tflite`` (``TFLiteModel.decode_batch``).
+    """
+    ii, tt = keras_predict(model, enc, proj, allowed=labels.allowed_transitions())
     pi, ps = decode_predictions(enc, labels, ii, tt)
     return evaluate(list(examples), pi, ps)
 

@@ -77,6 +77,7 @@ def test_tflite_predictions_equal_keras(tiny_build):
     from ondevice_nlp.configs import get_size
     from ondevice_nlp.data import load_dataset
     from ondevice_nlp.models.pnlp_mixer import build_pnlp_mixer
+    from ondevice_nlp.tagging import viterbi_bio
     from ondevice_nlp.tflite_model import TFLiteModel
 
     root, out = tiny_build
@@ -98,6 +99,15 @@ def test_tflite_predictions_equal_keras(tiny_build):
     assert (res["token_mask"] == enc.mask).all()
     assert np.mean(t_int == k_int) >= 0.95
     assert np.mean(res["slot_tags"][mask] == k_tags[mask]) >= 0.95
+    # the dequantized slot logits are what the argmax tags were taken from ...
+    assert res["slot_logits"].shape == (len(test), proj.max_tokens, len(labels.tags))
+    assert (np.argmax(res["slot_logits"], -1) == res["slot_tags"]).all()
+    # ... and the constrained decoding of the file matches the Keras model's
+    _, k_vit = T.keras_predict(qat, enc, proj, allowed=labels.allowed_transitions())
+    same = [t == k for i, offs in enumerate(enc.offsets)
+            for t, k in zip(viterbi_bio(res["slot_logits"][i][:len(offs)], tfl.allowed),
+                            k_vit[i, :len(offs)])]
+    assert np.mean(same) >= 0.95
     keras.backend.clear_session()
 
 

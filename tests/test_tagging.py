@@ -1,14 +1,18 @@
-"""Tests for ondevice_nlp.tagging: BIO label sets, span <-> BIO conversion, byte offsets."""
+"""Tests for ondevice_nlp.tagging: BIO label sets, span <-> BIO conversion, byte offsets,
+constrained Viterbi decoding."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
+import numpy as np
 import pytest
 
 from ondevice_nlp.data import Slot
-from ondevice_nlp.tagging import bio_labels, bio_to_spans, byte_to_char_offsets, spans_to_bio
+from ondevice_nlp.tagging import (bio_allowed_transitions, bio_labels, bio_to_spans,
+                                  byte_to_char_offsets, spans_to_bio, viterbi_bio)
 
 
 def whitespace_offsets(text: str) -> list[tuple[int, int]]:
@@ -120,3 +124,67 @@ def test_byte_offsets_agree_with_char_offsets_for_whole_characters():
     char_spans = whitespace_offsets(text)
     byte_spans = [(len(text[:s].encode()), len(text[:e].encode())) for s, e in char_spans]
     assert byte_to_char_offsets(text, byte_spans) == char_spans
+
+
+# --- constrained IOB2 Viterbi decoding -------------------------------------------------
+
+SMALL_TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
+
+
+def _valid(tags, seq):
+    prev = None
+    for t in seq:
+        tag = tags[t]
+        if tag.startswith("I-") and prev not in ("B-" + tag[2:], tag):
+            return False
+        prev = tag
+    return True
+
+
+def test_allowed_transitions_follow_iob2():
+    allowed = bio_allowed_transitions(SMALL_TAGS)
+    assert allowed.shape == (6, 5)
+    # I-a only after B-a or I-a; never at the start
+    assert [bool(allowed[p, 2]) for p in range(6)] == [False, True, True, False, False, False]
+    assert [bool(allowed[p, 4]) for p in range(6)] == [False, False, False, True, True, False]
+    # O and B- tags may follow anything
+    assert allowed[:, [0, 1, 3]].all()
+    with pytest.raises(ValueError, match="invalid BIO tag"):
+        bio_allowed_transitions(["O", "X-a"])
+
+
+def test_viterbi_matches_brute_force_over_valid_sequences():
+    rng = np.random.default_rng(0)
+    allowed = bio_allowed_transitions(SMALL_TAGS)
+    for trial in range(200):
+        n = int(rng.integers(1, 6))
+        scores = rng.normal(size=(n, 5)) * 3
+        path = viterbi_bio(scores, allowed)
+        assert _valid(SMALL_TAGS, path)
+        best = max((s for s in itertools.product(range(5), repeat=n) if _valid(SMALL_TAGS, s)),
+                   key=lambda s: sum(scores[i, t] for i, t in enumerate(s)))
+        assert np.isclose(sum(scores[i, t] for i, t in enumerate(path)),
+                          sum(scores[i, t] for i, t in enumerate(best)))
+
+
+def test_viterbi_repairs_ill_formed_argmax():
+    allowed = bio_allowed_transitions(SMALL_TAGS)
+    # argmax would be O I-a I-a: "I-a" may not follow "O", so the span must start with B-a
+    scores = np.array([[5.0, 4.0, 0, 0, 0], [0, 0, 3.0, 0, 0], [0, 0, 3.0, 0, 0]])
+    assert viterbi_bio(scores, allowed).tolist() == [1, 2, 2]
+    # a valid argmax comes back unchanged; per-token constants do not matter
+    scores = np.array([[0, 2.0, 0, 0, 0], [0, 0, 2.0, 0, 0], [1.0, 0, 0, 0, 0]])
+    assert viterbi_bio(scores, allowed).tolist() == [1, 2, 0]
+    assert viterbi_bio(scores + np.array([[7.0], [-3.0], [100.0]]), allowed).tolist() == [1, 2, 0]
+    assert viterbi_bio(np.zeros((0, 5)), allowed).shape == (0,)
+
+
+def test_viterbi_rejects_bad_shapes_and_impossible_inventories():
+    allowed = bio_allowed_transitions(SMALL_TAGS)
+    with pytest.raises(ValueError, match="disagree"):
+        viterbi_bio(np.zeros((3, 4)), allowed)
+    with pytest.raises(ValueError, match="disagree"):
+        viterbi_bio(np.zeros((3,)), allowed)
+    only_inside = bio_allowed_transitions(["I-a"])
+    with pytest.raises(ValueError, match="no tag sequence"):
+        viterbi_bio(np.zeros((2, 1)), only_inside)
