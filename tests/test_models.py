@@ -6,11 +6,12 @@ import pytest
 from ondevice_nlp.models.pnlp_mixer import MixerConfig, build_pnlp_mixer, copy_weights
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_dynamic_length_model_equals_static_model(activation):
+@pytest.mark.parametrize("activation,intent_to_slots", [("relu", False), ("gelu", False),
+                                                        ("relu", True)])
+def test_dynamic_length_model_equals_static_model(activation, intent_to_slots):
     """Weights copied static -> dynamic give the same outputs on real tokens, for any cut L."""
     cfg = MixerConfig(hidden=32, num_blocks=2, token_hidden=16, channel_hidden=24,
-                      token_activation=activation)
+                      token_activation=activation, intent_to_slots=intent_to_slots)
     kw = dict(max_tokens=16, feature_size=64, window=1, num_intents=5, num_tags=7)
     static = build_pnlp_mixer(cfg, **kw)
     dynamic = build_pnlp_mixer(cfg, dynamic_length=True, **kw)
@@ -58,3 +59,28 @@ def test_copy_weights_rejects_a_different_model():
                          max_tokens=8, feature_size=32, window=0, num_intents=3, num_tags=4)
     with pytest.raises(ValueError, match="b1_"):
         copy_weights(a, b)
+
+
+def test_intent_to_slots_adds_one_pooled_term_per_utterance():
+    """With intent_to_slots the slot logits are the plain head's plus V @ pooled, the same
+    vector on every token of an utterance; switching V to zero gives the plain head back."""
+    kw = dict(max_tokens=8, feature_size=32, window=1, num_intents=3, num_tags=5)
+    plain = build_pnlp_mixer(MixerConfig(hidden=16, num_blocks=1, token_hidden=8,
+                                         channel_hidden=8), **kw)
+    joint = build_pnlp_mixer(MixerConfig(hidden=16, num_blocks=1, token_hidden=8,
+                                         channel_hidden=8, intent_to_slots=True), **kw)
+    assert joint.count_params() == plain.count_params() + 16 * 5
+    for layer in plain.layers:
+        if layer.get_weights():
+            joint.get_layer(layer.name).set_weights(layer.get_weights())
+    rng = np.random.default_rng(2)
+    f = rng.integers(0, 3, (2, 8, 32)).astype(np.float32)
+    m = np.array([[1, 1, 1, 0, 0, 0, 0, 0], [1] * 6 + [0] * 2], np.float32)
+    _, p_slots = (t.numpy() for t in plain({"features": f, "mask": m}))
+    _, j_slots = (t.numpy() for t in joint({"features": f, "mask": m}))
+    diff = j_slots - p_slots
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[:, :1], diff.shape), atol=1e-5)
+    assert np.abs(diff).max() > 1e-3
+    joint.get_layer("slots_from_intent").set_weights([np.zeros((16, 5), np.float32)])
+    _, j_slots = (t.numpy() for t in joint({"features": f, "mask": m}))
+    np.testing.assert_allclose(j_slots, p_slots, atol=1e-6)

@@ -59,6 +59,9 @@ class MixerConfig:
     # TensorFlow's CPU GELU (erf) and its gradient cost ~10x ReLU on it (about 2/3 of a
     # training step on MTOP); in the int8 .tflite ReLU fuses into FULLY_CONNECTED.
     token_activation: str = "relu"
+    # Slot logits also read the pooled intent vector: slots = W x_t + V pooled (one [H, K]
+    # matrix more). Slot types depend on the intent (SENDER vs RECIPIENT of a message).
+    intent_to_slots: bool = False
 
 
 @keras.utils.register_keras_serializable("ondevice_nlp")
@@ -147,8 +150,12 @@ def build_pnlp_mixer(cfg: MixerConfig, *, max_tokens: int, feature_size: int, wi
         x = L.Add(name=f"b{b}_channel_res")([x, y])
     x = L.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
     slots = L.Dense(num_tags, name="slots")(x)
-    return keras.Model([feats, mask], [_attention_pool_intent(x, mask3, cfg, num_intents), slots],
-                       name=name)
+    intent, pooled = _attention_pool_intent(x, mask3, cfg, num_intents)
+    if cfg.intent_to_slots:
+        from_intent = L.Dense(num_tags, use_bias=False, name="slots_from_intent")(pooled)
+        from_intent = L.Reshape((1, num_tags), name="slots_from_intent_3d")(from_intent)
+        slots = L.Add(name="slots_with_intent")([slots, from_intent])
+    return keras.Model([feats, mask], [intent, slots], name=name)
 
 
 def _padding_fill(mask3, hidden: int):
@@ -168,7 +175,10 @@ def _padding_fill(mask3, hidden: int):
 
 
 def _attention_pool_intent(x, mask3, cfg, num_intents):
-    """Intent logits [B, C] from token states x [B, S, H] and mask [B, S, 1] by attention pooling."""
+    """Attention pooling of token states x [B, S, H] with mask [B, S, 1].
+
+    Returns (intent logits [B, C], pooled vector [B, H] after dropout).
+    """
     scores = L.Dense(1, name="pool_score")(x)                      # [B, S, 1]
     bias = L.Rescaling(MASK_BIAS, offset=-MASK_BIAS, name="pool_mask_bias")(mask3)
     scores = L.Add(name="pool_masked_score")([scores, bias])
@@ -179,7 +189,7 @@ def _attention_pool_intent(x, mask3, cfg, num_intents):
     pooled = L.Flatten(name="pool_flatten")(pooled)
     if cfg.dropout:
         pooled = L.Dropout(cfg.dropout, name="pool_dropout")(pooled)
-    return L.Dense(num_intents, name="intent")(pooled)
+    return L.Dense(num_intents, name="intent")(pooled), pooled
 
 
 def copy_weights(src: keras.Model, dst: keras.Model) -> None:
