@@ -97,22 +97,28 @@ std::string ValidateConfig(const Config& c) {
       {"window", 0, kMaxWindow, c.window},
       {"max_tokens", 1, kMaxMaxTokens, c.max_tokens},
       {"seed", 0, std::numeric_limits<int32_t>::max(), c.seed},
+      {"shape", 0, 1, c.shape},
   };
   for (const Field& f : fields) {
     if (f.value < f.lo || f.value > f.hi) return RangeError(f.name, f.lo, f.hi, f.value);
+  }
+  if (c.shape == 1 && c.feature_size < kMinShapeFeatureSize) {
+    return "feature_size must be >= " + std::to_string(kMinShapeFeatureSize) +
+           " with shape=1, got " + std::to_string(c.feature_size);
   }
   return std::string();
 }
 
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
-  if (size != kConfigSize || vec == nullptr) {
-    return "bad projection config vector: expected " + std::to_string(kConfigSize) +
-           " int32 values [version, method, F, N, w, S, seed], got " +
+  if ((size != kConfigSizeV1 && size != kConfigSizeV2) || vec == nullptr) {
+    return "bad projection config vector: expected 7 int32 values [version=1, method, F, N, w, "
+           "S, seed] or 8 [version=2, method, F, N, w, S, seed, shape], got " +
            std::to_string(size);
   }
-  if (vec[0] != kConfigVersion) {
-    return "bad projection config vector: version must be " +
-           std::to_string(kConfigVersion) + ", got " + std::to_string(vec[0]);
+  const int32_t version = size == kConfigSizeV1 ? kConfigVersionV1 : kConfigVersionV2;
+  if (vec[0] != version) {
+    return "bad projection config vector: version must be " + std::to_string(version) +
+           " in a vector of " + std::to_string(size) + " values, got " + std::to_string(vec[0]);
   }
   if (vec[1] != 0 && vec[1] != 1) {
     return "bad projection config vector: method id must be 0 (minhash) or 1 "
@@ -125,6 +131,7 @@ std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
   c.window = vec[4];
   c.max_tokens = vec[5];
   c.seed = vec[6];
+  c.shape = size == kConfigSizeV2 ? vec[7] : 0;
   std::string error = ValidateConfig(c);
   if (!error.empty()) return error;
   *config = c;
@@ -255,6 +262,12 @@ uint32_t LowerCodePoint(uint32_t cp) {
   return cp;
 }
 
+bool IsUpperCodePoint(uint32_t cp) { return LowerCodePoint(cp) != cp; }
+
+bool IsDecimalDigit(uint32_t cp) {
+  return InRange(cp, 0x30, 0x39) || InRange(cp, 0x0966, 0x096F) || InRange(cp, 0x0E50, 0x0E59);
+}
+
 // ------------------------------------------------------------- projector ---
 
 Projector::Projector(const Config& config) : config_(config) {
@@ -263,13 +276,16 @@ Projector::Projector(const Config& config) : config_(config) {
   seed_mix_ = static_cast<uint64_t>(static_cast<uint32_t>(config_.seed)) * kGolden;
   row_size_ = config_.OutputSize();
   ring_size_ = 2 * config_.window + 1;
+  hashed_size_ = static_cast<size_t>(config_.HashedSize());
+  num_words_ = (hashed_size_ + 31) / 32;
   const size_t ring = static_cast<size_t>(ring_size_);
   if (config_.method == Method::kMinHash) {
     fingerprint_.resize(static_cast<size_t>(config_.num_hashes));
     ring_index_.resize(ring * static_cast<size_t>(config_.num_hashes));
   } else {
-    ring_words_.resize(ring * ((static_cast<size_t>(config_.feature_size) + 31) / 32));
+    ring_words_.resize(ring * num_words_);
   }
+  if (config_.shape) ring_shape_.resize(ring);
 }
 
 void Projector::StartToken(size_t start, size_t end, uint32_t cp, CharClass cls) {
@@ -279,10 +295,36 @@ void Projector::StartToken(size_t start, size_t end, uint32_t cp, CharClass cls)
   token_.bytes[0] = kTokenBegin;
   token_.bounds[0] = 0;
   token_.bounds[1] = 1;
-  ExtendToken(end, cp);
+  if (config_.shape) {
+    const bool upper = IsUpperCodePoint(cp);
+    const bool digit = IsDecimalDigit(cp);
+    token_.first_upper = upper;
+    token_.several = false;
+    token_.all_upper = upper;
+    token_.any_digit = digit;
+    token_.all_digit = digit;
+  }
+  AppendChar(end, cp);
 }
 
 void Projector::ExtendToken(size_t end, uint32_t cp) {
+  if (config_.shape) {  // over every code point, also beyond kMaxTokenChars
+    const bool digit = IsDecimalDigit(cp);
+    token_.several = true;
+    token_.all_upper = token_.all_upper && IsUpperCodePoint(cp);
+    token_.any_digit = token_.any_digit || digit;
+    token_.all_digit = token_.all_digit && digit;
+  }
+  AppendChar(end, cp);
+}
+
+uint8_t Projector::ShapeBits() const {
+  return static_cast<uint8_t>((token_.first_upper ? 1u : 0u) |
+                              (token_.several && token_.all_upper ? 2u : 0u) |
+                              (token_.any_digit ? 4u : 0u) | (token_.all_digit ? 8u : 0u));
+}
+
+void Projector::AppendChar(size_t end, uint32_t cp) {
   token_.end = end;
   if (token_.num_chars >= kMaxTokenChars) return;  // cut to MAX_TOKEN_CHARS
   const int n = token_.num_chars;
@@ -314,8 +356,8 @@ void Projector::MinHashIndices(uint32_t* index) {
       fp[k] = h < fp[k] ? h : fp[k];
     }
   }
-  const uint64_t f = static_cast<uint64_t>(config_.feature_size);
-  for (size_t k = 0; k < num_hashes; ++k) index[k] = static_cast<uint32_t>(fp[k] % f);
+  const uint64_t h = static_cast<uint64_t>(hashed_size_);  // F, or F - 4 before the shape flags
+  for (size_t k = 0; k < num_hashes; ++k) index[k] = static_cast<uint32_t>(fp[k] % h);
 }
 
 void Projector::TernaryWords(uint64_t* words) {
@@ -323,9 +365,8 @@ void Projector::TernaryWords(uint64_t* words) {
   const uint8_t* begin = token_.bytes + 1;  // skip the 0x02 frame byte
   const size_t len = static_cast<size_t>(token_.bounds[n + 1] - 1);
   const uint64_t base = Fmix64(Fnv1a64(begin, len) ^ seed_mix_);
-  const size_t num_words = (static_cast<size_t>(config_.feature_size) + 31) / 32;
   uint64_t x = base;
-  for (size_t j = 0; j < num_words; ++j) {
+  for (size_t j = 0; j < num_words_; ++j) {
     x += kGolden;  // base + (j + 1) * kGolden
     words[j] = Fmix64(x);
   }
@@ -336,8 +377,9 @@ void Projector::HashToken(int t) {
   if (config_.method == Method::kMinHash) {
     MinHashIndices(ring_index_.data() + slot * fingerprint_.size());
   } else {
-    TernaryWords(ring_words_.data() + slot * ((static_cast<size_t>(config_.feature_size) + 31) / 32));
+    TernaryWords(ring_words_.data() + slot * num_words_);
   }
+  if (config_.shape) ring_shape_[slot] = ShapeBits();
 }
 
 void Projector::WriteRow(int row, int num_tokens, float* features) {
@@ -352,12 +394,18 @@ void Projector::WriteRow(int row, int num_tokens, float* features) {
     }
     const size_t slot = static_cast<size_t>(t % ring_size_);
     if (config_.method == Method::kMinHash) {
-      std::memset(block, 0, f * sizeof(float));
+      std::memset(block, 0, hashed_size_ * sizeof(float));
       const size_t num_hashes = fingerprint_.size();
       const uint32_t* index = ring_index_.data() + slot * num_hashes;
       for (size_t k = 0; k < num_hashes; ++k) block[index[k]] += 1.0f;
     } else {
-      ExpandTernary(ring_words_.data() + slot * ((f + 31) / 32), f, block);
+      ExpandTernary(ring_words_.data() + slot * num_words_, hashed_size_, block);
+    }
+    if (config_.shape) {  // the last kNumShapeFeatures features
+      const unsigned bits = ring_shape_[slot];
+      for (size_t i = 0; i < static_cast<size_t>(kNumShapeFeatures); ++i) {
+        block[hashed_size_ + i] = ((bits >> i) & 1u) ? 1.0f : 0.0f;
+      }
     }
   }
 }

@@ -8,6 +8,10 @@
 //     Fusco et al. 2022, arXiv:2202.04350, Sec. 2.1);
 //   * ternary 2-bit projection (pQRNN, Kaliamoorthi et al. 2021,
 //     arXiv:2101.08890, Sec. 3);
+//   * optionally (config version 2, shape = 1) 4 token shape flags in the
+//     last feature slots (first code point upper case, all caps, some decimal
+//     digit, all decimal digits), after the extra features of the pQRNN
+//     reference op;
 //
 // with the reference's own UTF-8 decoder (one U+FFFD per ill-formed byte),
 // tokenizer (space / single / nospace / word classes, Thai and Lao marks),
@@ -32,10 +36,14 @@
 namespace ondevice_nlp {
 namespace projection {
 
-// Layout of the int32 config vector (ProjectionConfig.to_vector()):
-// [version, method id, F, N, w, S, seed].
-constexpr int kConfigSize = 7;
-constexpr int32_t kConfigVersion = 1;
+// Layouts of the int32 config vector (ProjectionConfig.to_vector()):
+//   version 1, 7 entries: [1, method id, F, N, w, S, seed]         (shape = 0)
+//   version 2, 8 entries: [2, method id, F, N, w, S, seed, shape]  (shape 0 or 1)
+constexpr int kConfigSizeV1 = 7;
+constexpr int kConfigSizeV2 = 8;
+constexpr int kMaxConfigSize = kConfigSizeV2;
+constexpr int32_t kConfigVersionV1 = 1;
+constexpr int32_t kConfigVersionV2 = 2;
 
 // Limits, identical to ProjectionConfig.__post_init__ (inclusive).
 constexpr int32_t kMaxFeatureSize = 1 << 16;
@@ -44,6 +52,10 @@ constexpr int32_t kMaxWindow = 16;
 constexpr int32_t kMaxMaxTokens = 4096;
 // Code points of a token kept for hashing (MAX_TOKEN_CHARS).
 constexpr int kMaxTokenChars = 64;
+// Shape flags in the last feature slots of a token when shape = 1
+// (NUM_SHAPE_FEATURES), and the smallest F allowed then (MIN_SHAPE_FEATURE_SIZE).
+constexpr int32_t kNumShapeFeatures = 4;
+constexpr int32_t kMinShapeFeatureSize = 8;
 
 // Hash constants.
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
@@ -59,20 +71,25 @@ struct Config {
   int32_t window = 1;           // w
   int32_t max_tokens = 64;      // S
   int32_t seed = 0;
+  int32_t shape = 0;            // 1: last kNumShapeFeatures features are shape flags
 
   // Features per token after windowing: D = (2w + 1) * F (at most 33 * 2^16).
   int64_t OutputSize() const {
     return (2 * static_cast<int64_t>(window) + 1) * feature_size;
   }
+  // Hashed features per token: F, or F - 4 when shape = 1 (valid configs only).
+  int32_t HashedSize() const { return feature_size - (shape ? kNumShapeFeatures : 0); }
 };
 
-// Checks the limits of ProjectionConfig.__post_init__. Returns "" when valid,
-// otherwise a message naming the bad field and its value.
+// Checks the limits of ProjectionConfig.__post_init__ (shape 0 or 1, and
+// F >= kMinShapeFeatureSize when shape = 1). Returns "" when valid, otherwise
+// a message naming the bad field and its value.
 std::string ValidateConfig(const Config& config);
 
-// Parses and validates an int32 config vector of `size` entries (must be 7:
-// version 1, method id 0 or 1, then F, N, w, S, seed). Returns "" and fills
-// `*config` on success, otherwise an error message (and leaves *config alone).
+// Parses and validates an int32 config vector of `size` entries: 7 of version
+// 1 (method id 0 or 1, then F, N, w, S, seed; shape = 0) or 8 of version 2
+// (the same, then shape). Returns "" and fills `*config` on success, otherwise
+// an error message (and leaves *config alone).
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config);
 
 // ---- Hash primitives (exposed for tests and the sanitizer driver). ----
@@ -97,6 +114,10 @@ size_t DecodeUtf8(const uint8_t* data, size_t len, size_t pos, uint32_t* cp);
 CharClass ClassifyCodePoint(uint32_t cp);
 bool IsThaiLaoMark(uint32_t cp);
 uint32_t LowerCodePoint(uint32_t cp);
+// Shape features: upper case means LowerCodePoint(cp) != cp; decimal digits
+// are ASCII 0-9, Devanagari U+0966..U+096F and Thai U+0E50..U+0E59.
+bool IsUpperCodePoint(uint32_t cp);
+bool IsDecimalDigit(uint32_t cp);
 
 // Projects strings with one fixed, valid config. Holds small scratch buffers
 // that are reused across calls (no allocation per token or per string).
@@ -118,8 +139,9 @@ class Projector {
            int32_t* offsets, std::string* error = nullptr);
 
  private:
-  // The token being built: byte range, class and the UTF-8 bytes of its first
-  // kMaxTokenChars lowercased code points framed by 0x02 ... 0x03.
+  // The token being built: byte range, class, the UTF-8 bytes of its first
+  // kMaxTokenChars lowercased code points framed by 0x02 ... 0x03 and, when
+  // shape = 1, its shape flags accumulated over all its code points.
   struct Token {
     size_t start = 0;
     size_t end = 0;
@@ -127,10 +149,18 @@ class Projector {
     int num_chars = 0;                          // stored code points (<= 64)
     uint8_t bytes[1 + 4 * kMaxTokenChars + 1];  // 0x02, chars..., (0x03)
     uint16_t bounds[kMaxTokenChars + 3];        // piece i = bytes[b[i], b[i+1])
+    bool first_upper = false;                   // shape flags so far
+    bool several = false;                       // >= 2 code points
+    bool all_upper = false;
+    bool any_digit = false;
+    bool all_digit = false;
   };
 
   void StartToken(size_t start, size_t end, uint32_t cp, CharClass cls);
   void ExtendToken(size_t end, uint32_t cp);
+  void AppendChar(size_t end, uint32_t cp);  // end of the byte range, kept code points
+  // Shape flags of the finished token_, bit i = feature F - 4 + i.
+  uint8_t ShapeBits() const;
   // Hashes the finished token_ as token number `t` into its ring slot.
   void HashToken(int t);
   void MinHashIndices(uint32_t* index);  // N Bloom filter indices of token_
@@ -143,12 +173,15 @@ class Projector {
   Config config_;
   std::string config_error_;
   uint64_t seed_mix_ = 0;
-  int64_t row_size_ = 0;  // D
-  int ring_size_ = 1;     // 2w + 1 tokens in flight
+  int64_t row_size_ = 0;     // D
+  int ring_size_ = 1;        // 2w + 1 tokens in flight
+  size_t hashed_size_ = 0;   // H = config_.HashedSize(): F, or F - 4 with shape flags
+  size_t num_words_ = 0;     // ternary: ceil(H / 32) hash words per token
   Token token_;
   std::vector<uint64_t> fingerprint_;  // [N]
-  std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][N] Bloom filter indices
-  std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(F / 32)] packed features
+  std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][N] Bloom filter indices (< H)
+  std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(H / 32)] packed features
+  std::vector<uint8_t> ring_shape_;    // shape = 1: [2w + 1] ShapeBits()
 };
 
 // Convenience wrapper: Projector(config).Run(...). Thread-safe.

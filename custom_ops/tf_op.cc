@@ -2,7 +2,8 @@
 // (pNLP-Mixer MinHash or pQRNN ternary) applied to a batch of strings.
 //
 //   input:   string [B]     UTF-8 (any bytes accepted)
-//   config:  int32  [7]     ProjectionConfig.to_vector()
+//   config:  int32  [7]     ProjectionConfig.to_vector(): version 1, or
+//            int32  [8]     version 2 (last entry: shape, 0 or 1)
 //   features float32 [B, S, D]   D = (2w + 1) * F
 //   mask     float32 [B, S]
 //   offsets  int32   [B, S, 2]   UTF-8 byte start/end of each token
@@ -43,7 +44,7 @@ using ::tensorflow::shape_inference::ShapeHandle;
 absl::Status ConfigFromTensor(const Tensor& t, proj::Config* config) {
   if (t.dtype() != tensorflow::DT_INT32 || t.dims() != 1) {
     return absl::InvalidArgumentError(
-        "OndeviceProjection: config must be an int32 vector [7], got shape " +
+        "OndeviceProjection: config must be an int32 vector [7] or [8], got shape " +
         t.shape().DebugString());
   }
   const std::string error =
@@ -76,8 +77,13 @@ absl::Status ProjectionShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &input));
   ShapeHandle config_shape;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &config_shape));
-  DimensionHandle unused;
-  TF_RETURN_IF_ERROR(c->WithValue(c->Dim(config_shape, 0), proj::kConfigSize, &unused));
+  const DimensionHandle config_size = c->Dim(config_shape, 0);
+  if (c->ValueKnown(config_size) && c->Value(config_size) != proj::kConfigSizeV1 &&
+      c->Value(config_size) != proj::kConfigSizeV2) {
+    return absl::InvalidArgumentError(
+        "OndeviceProjection: config must be an int32 vector [7] (version 1) or [8] (version "
+        "2), got [" + std::to_string(c->Value(config_size)) + "]");
+  }
   const DimensionHandle batch = c->Dim(input, 0);
   DimensionHandle seq = c->UnknownDim();
   DimensionHandle depth = c->UnknownDim();
@@ -181,7 +187,10 @@ features (pQRNN, Kaliamoorthi et al. 2021, arXiv:2101.08890). Features of the
 tokens i-w..i+w are concatenated.
 
 input: string [B].
-config: int32 [7] = [version=1, method (0 minhash, 1 ternary), F, N, w, S, seed].
+config: int32 [7] = [version=1, method (0 minhash, 1 ternary), F, N, w, S, seed], or
+  int32 [8] = [version=2, method, F, N, w, S, seed, shape]; shape=1 puts 4 token shape
+  flags (first code point upper case, all caps, some digit, all digits) in the last
+  4 of each token's F features.
 features: float32 [B, S, (2w+1)*F].
 mask: float32 [B, S], 1.0 for real tokens.
 offsets: int32 [B, S, 2], UTF-8 byte start and end of each token (0, 0 for padding).

@@ -3,8 +3,8 @@
 //
 //   input 0: kTfLiteString [B]  (TFLite string buffer: int32 count,
 //            int32 offsets[count + 1] from the buffer start, then the bytes)
-//   input 1: kTfLiteInt32 [7]   ProjectionConfig.to_vector(), normally a
-//            constant of the model
+//   input 1: kTfLiteInt32 [7] or [8]  ProjectionConfig.to_vector() (version
+//            1 or 2), normally a constant of the model
 //   output 0: float32 [B, S, D], output 1: float32 [B, S],
 //   output 2: int32 [B, S, 2]
 //
@@ -118,17 +118,18 @@ TfLiteStatus ReadConfig(TfLiteContext* context, const TfLiteTensor* t, proj::Con
   for (int i = 0; i < t->dims->size; ++i) {
     if (t->dims->data[i] < 0) return Fail(context, "config tensor has a negative dimension");
     count *= t->dims->data[i];
-    if (count > proj::kConfigSize) break;
+    if (count > proj::kMaxConfigSize) break;
   }
-  if (t->dims->size != 1 || count != proj::kConfigSize) {
-    return Fail(context, "config must be an int32 vector [7]");
+  if (t->dims->size != 1 || (count != proj::kConfigSizeV1 && count != proj::kConfigSizeV2)) {
+    return Fail(context, "config must be an int32 vector [7] (version 1) or [8] (version 2)");
   }
-  if (t->data.raw_const == nullptr || t->bytes < sizeof(int32_t) * proj::kConfigSize) {
+  const size_t bytes = sizeof(int32_t) * static_cast<size_t>(count);
+  if (t->data.raw_const == nullptr || t->bytes < bytes) {
     return Fail(context, "config tensor has no data");
   }
-  int32_t values[proj::kConfigSize];
-  std::memcpy(values, t->data.raw_const, sizeof(values));
-  const std::string error = proj::ParseConfig(values, proj::kConfigSize, config);
+  int32_t values[proj::kMaxConfigSize];
+  std::memcpy(values, t->data.raw_const, bytes);
+  const std::string error = proj::ParseConfig(values, count, config);
   if (!error.empty()) return Fail(context, error);
   return kTfLiteOk;
 }
@@ -194,7 +195,7 @@ struct OpData {
 bool SameConfig(const proj::Config& a, const proj::Config& b) {
   return a.method == b.method && a.feature_size == b.feature_size &&
          a.num_hashes == b.num_hashes && a.window == b.window &&
-         a.max_tokens == b.max_tokens && a.seed == b.seed;
+         a.max_tokens == b.max_tokens && a.seed == b.seed && a.shape == b.shape;
 }
 
 void* Init(TfLiteContext*, const char*, size_t) { return new (std::nothrow) OpData(); }

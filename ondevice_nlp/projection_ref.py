@@ -53,12 +53,39 @@ Pipeline for one input string (``bytes``):
      ``SequenceStringProjection``): base = ``unit_hash(token)``; derived word
      j supplies features 32j..32j+31, two bits each from the least
      significant end; ``{00: 0, 01: +1, 10: -1, 11: 0}``.
+
+   With ``shape=1`` (config version 2) the last ``NUM_SHAPE_FEATURES = 4``
+   of the F features are token shape flags instead, after the extra features
+   of the pQRNN reference op that overwrite its last feature slots (first
+   letter capital, all caps; see shared/design/reference-notes.md). Minhash
+   indices are taken modulo ``F - 4`` (``feat[h_k % (F - 4)] += 1``, the first
+   F - 4 entries still sum to N); ternary features 0 .. F-5 are those of
+   ``shape=0``. The flags are 0.0 or 1.0, computed from *all* code points of
+   the token as decoded (before lowercasing, not cut to ``MAX_TOKEN_CHARS``),
+   where a code point is *upper case* when ``lower_cp(cp) != cp`` (the fixed
+   table of step 3) and a *decimal digit* when it is ASCII 0-9, Devanagari
+   U+0966..U+096F or Thai U+0E50..U+0E59:
+
+   * ``feat[F-4]``: the first code point is upper case;
+   * ``feat[F-3]``: the token has at least 2 code points, all upper case;
+   * ``feat[F-2]``: some code point is a decimal digit;
+   * ``feat[F-1]``: every code point is a decimal digit.
+
+   So "Call" gives 1, 0, 0, 0; "NASA" 1, 1, 0, 0; "8pm" 0, 0, 1, 0; "350"
+   0, 0, 1, 1; U+FFFD (invalid bytes) is neither upper case nor a digit.
 6. **Window** (pNLP-Mixer): the features of tokens ``i-w .. i+w`` are
    concatenated, zeros outside the text; output size ``(2w+1) * F``.
 
 Outputs for a batch of B strings: ``features`` float32 [B, S, (2w+1)F],
 ``mask`` float32 [B, S] (1.0 for real tokens), ``offsets`` int32 [B, S, 2]
 (UTF-8 byte start, end of each token; 0, 0 for padding), S = max_tokens.
+Padding rows of ``features`` are all zero (shape flags included).
+
+Config vector (``ProjectionConfig.to_vector``, the op's int32 input):
+version 1, 7 entries ``[1, method, F, N, w, S, seed]`` (``shape=0``, every
+model made before version 2); version 2, 8 entries ``[2, method, F, N, w, S,
+seed, shape]`` (written for ``shape=1``; ``shape=0`` is accepted and equals
+version 1).
 """
 
 from __future__ import annotations
@@ -75,6 +102,15 @@ FNV_PRIME = 0x100000001B3
 MAX_TOKEN_CHARS = 64
 METHODS = ("minhash", "ternary")
 CONFIG_VERSION = 1
+"""Version of a 7-entry config vector (no shape features)."""
+SHAPE_CONFIG_VERSION = 2
+"""Version of an 8-entry config vector, whose last entry is ``shape``."""
+NUM_SHAPE_FEATURES = 4
+"""Token shape flags that take the last feature slots when ``shape=1``."""
+MIN_SHAPE_FEATURE_SIZE = 8
+"""Smallest F allowed with ``shape=1`` (F - 4 >= 4 hashed features)."""
+DECIMAL_DIGITS = ((0x30, 0x39), (0x0966, 0x096F), (0x0E50, 0x0E59))
+"""Inclusive code point ranges of the shape features' decimal digits: ASCII, Devanagari, Thai."""
 
 THAI_LAO_MARKS = frozenset(
     [0x0E31, *range(0x0E34, 0x0E3B), *range(0x0E47, 0x0E4F),
@@ -94,6 +130,11 @@ class ProjectionConfig:
       window: w, neighbours concatenated on each side.
       max_tokens: S, sequence length of the output (tokens beyond are dropped).
       seed: non-negative int32 hash seed.
+      shape: 0, or 1 for the 4 token shape flags in the last feature slots
+        (config version 2; needs F >= 8; see the module doc, step 5).
+
+    Raises:
+      ValueError: a field out of range (its name is in the message).
     """
 
     method: str = "minhash"
@@ -102,33 +143,56 @@ class ProjectionConfig:
     window: int = 1
     max_tokens: int = 64
     seed: int = 0
+    shape: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         for name, lo, hi in (("feature_size", 1, 1 << 16), ("num_hashes", 1, 4096),
                              ("window", 0, 16), ("max_tokens", 1, 4096),
-                             ("seed", 0, (1 << 31) - 1)):
+                             ("seed", 0, (1 << 31) - 1), ("shape", 0, 1)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+        if self.shape and self.feature_size < MIN_SHAPE_FEATURE_SIZE:
+            raise ValueError(f"feature_size must be >= {MIN_SHAPE_FEATURE_SIZE} with shape=1, "
+                             f"got {self.feature_size}")
 
     @property
     def output_size(self) -> int:
         """Features per token after windowing, (2w+1)*F."""
         return (2 * self.window + 1) * self.feature_size
 
+    @property
+    def hashed_size(self) -> int:
+        """Hashed features per token: F, or F - 4 with shape=1 (the rest are shape flags)."""
+        return self.feature_size - NUM_SHAPE_FEATURES * self.shape
+
     def to_vector(self) -> np.ndarray:
-        """int32 [7]: version, method id, F, N, w, S, seed (the op's 2nd input)."""
-        return np.array([CONFIG_VERSION, METHODS.index(self.method), self.feature_size,
-                         self.num_hashes, self.window, self.max_tokens, self.seed],
-                        dtype=np.int32)
+        """The op's config input (int32).
+
+        Returns int32 [7] ``[1, method id, F, N, w, S, seed]`` (version 1) when
+        ``shape=0``, so configs without shape features keep their version-1
+        vector; int32 [8] ``[2, method id, F, N, w, S, seed, 1]`` when ``shape=1``.
+        """
+        vec = [METHODS.index(self.method), self.feature_size, self.num_hashes, self.window,
+               self.max_tokens, self.seed]
+        if self.shape:
+            return np.array([SHAPE_CONFIG_VERSION, *vec, self.shape], dtype=np.int32)
+        return np.array([CONFIG_VERSION, *vec], dtype=np.int32)
 
     @classmethod
     def from_vector(cls, vec: Sequence[int]) -> "ProjectionConfig":
-        """Inverse of ``to_vector``. Raises ValueError on a bad vector."""
+        """Inverse of ``to_vector``: 7 entries of version 1, or 8 of version 2 (last: shape).
+
+        Raises:
+          ValueError: another length, a version that does not match it, an
+            unknown method id or a field out of range.
+        """
         vec = [int(v) for v in vec]
-        if len(vec) != 7 or vec[0] != CONFIG_VERSION or not 0 <= vec[1] < len(METHODS):
+        versions = {7: CONFIG_VERSION, 8: SHAPE_CONFIG_VERSION}
+        if (len(vec) not in versions or vec[0] != versions[len(vec)]
+                or not 0 <= vec[1] < len(METHODS)):
             raise ValueError(f"bad projection config vector {vec}")
         return cls(METHODS[vec[1]], *vec[2:])
 
@@ -301,25 +365,57 @@ def normalize_token(cps: Sequence[int]) -> list[bytes]:
     return [_encode_cp(lower_cp(cp)) for cp in cps[:MAX_TOKEN_CHARS]]
 
 
+def is_decimal_digit(cp: int) -> bool:
+    """True for the shape features' decimal digits (``DECIMAL_DIGITS``)."""
+    return any(lo <= cp <= hi for lo, hi in DECIMAL_DIGITS)
+
+
+def shape_features(cps: Sequence[int]) -> np.ndarray:
+    """float32 [4]: shape flags of a token's code points (all of them, as decoded).
+
+    [first is upper case, >= 2 code points all upper case, some decimal digit,
+    all decimal digits], each 0.0 or 1.0; upper case means ``lower_cp(cp) != cp``
+    (module doc, step 5). ``cps`` must not be empty.
+    """
+    upper = [lower_cp(cp) != cp for cp in cps]
+    digit = [is_decimal_digit(cp) for cp in cps]
+    return np.array([upper[0], len(cps) >= 2 and all(upper), any(digit), all(digit)],
+                    dtype=np.float32)
+
+
+def _with_shape(feat: np.ndarray, cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
+    """``feat`` (float32 [F]) with its last 4 entries set to the shape flags when cfg.shape."""
+    if cfg.shape:
+        feat[cfg.hashed_size:] = shape_features(cps)
+    return feat
+
+
 def minhash_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
-    """float32 [F]: counting Bloom filter of the token's MinHash fingerprint."""
+    """float32 [F]: counting Bloom filter of the token's MinHash fingerprint.
+
+    Indices modulo ``cfg.hashed_size`` (F, or F - 4 followed by the shape flags).
+    """
     chars = [b"\x02", *normalize_token(cps), b"\x03"]
     fp = None
     for i in range(len(chars) - 2):
         h = derived_hashes(unit_hash(b"".join(chars[i:i + 3]), cfg.seed), cfg.num_hashes)
         fp = h if fp is None else np.minimum(fp, h)
-    idx = (fp % np.uint64(cfg.feature_size)).astype(np.int64)
-    return np.bincount(idx, minlength=cfg.feature_size).astype(np.float32)
+    idx = (fp % np.uint64(cfg.hashed_size)).astype(np.int64)
+    feat = np.bincount(idx, minlength=cfg.feature_size).astype(np.float32)
+    return _with_shape(feat, cps, cfg)
 
 
 def ternary_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
-    """float32 [F]: 2 hash bits per feature mapped {00:0, 01:+1, 10:-1, 11:0}."""
+    """float32 [F]: 2 hash bits per feature mapped {00:0, 01:+1, 10:-1, 11:0}.
+
+    With cfg.shape the last 4 features are the shape flags instead.
+    """
     base = unit_hash(b"".join(normalize_token(cps)), cfg.seed)
     words = derived_hashes(base, (cfg.feature_size + 31) // 32)
     shifts = np.arange(0, 64, 2, dtype=np.uint64)
     bits = ((words[:, None] >> shifts[None, :]) & np.uint64(3)).reshape(-1)[:cfg.feature_size]
     table = np.array([0.0, 1.0, -1.0, 0.0], dtype=np.float32)
-    return table[bits.astype(np.int64)]
+    return _with_shape(table[bits.astype(np.int64)], cps, cfg)
 
 
 def project_one(data: bytes | str, cfg: ProjectionConfig):

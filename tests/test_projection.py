@@ -1,10 +1,13 @@
 """Hashing projection: pinned hash vectors, NumPy reference == TF op == TFLite
 kernel (bit for bit), invalid inputs, and an ASan/UBSan run of the C++ core
-and TFLite kernel through a standalone driver."""
+and TFLite kernel through a standalone driver. Config versions 1 (7 entries)
+and 2 (8 entries, token shape features) both."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import os
 import random
 import shutil
@@ -80,6 +83,120 @@ def test_pinned_tokenization():
     assert ref.tokenize(b"a \xff\xc0\x80b", 2) == [(0, 1, [0x61]), (2, 6, [0xFFFD] * 3 + [0x62])]
 
 
+# Config version 2: token shape features (shape=1).
+SHAPE_MINHASH = ref.ProjectionConfig("minhash", 64, 8, 1, 8, 7, shape=1)
+SHAPE_TERNARY = ref.ProjectionConfig("ternary", 40, 1, 1, 8, 5, shape=1)
+# Per string: shape flags of each token [upper first, all caps, some digit,
+# all digits], then sha256 (first 16 hex digits) of the reference's features,
+# mask and offsets bytes for SHAPE_MINHASH and SHAPE_TERNARY.
+SHAPE_PINS = {
+    "Call Dean": ([[1, 0, 0, 0], [1, 0, 0, 0]], "8b8fed895fd83885", "28fca6967e669d64"),
+    "NASA": ([[1, 1, 0, 0]], "1ccb24cb75258897", "ff3365d144003170"),
+    "at 8pm": ([[0, 0, 0, 0], [0, 0, 1, 0]], "e49f0bfc64f61db8", "704084521db73834"),
+    "350": ([[0, 0, 1, 1]], "42f11de33e80facb", "6b01731a2673ae5c"),
+    "๓๕๐ บาท": ([[0, 0, 1, 1]] * 3 + [[0, 0, 0, 0]] * 3, "14a5611d774b0191", "9e6bf18acc0cb344"),
+    "९१२ रुपये": ([[0, 0, 1, 1], [0, 0, 0, 0]], "716d6aba914915f2", "18a1959f8c423e67"),
+    "": ([], "180729b9da7f6458", "86ba91448ac836d8"),
+    b"\xffAB\xc0 x": ([[0, 0, 0, 0], [0, 0, 0, 0]], "1a92e03d7483bb5d", "e47830f0e9a2c4d3"),
+    "İstanbul ÀÉ Ωμέγα": ([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0]], "5b0d627f90b174cb",
+                           "b072bb69cd6cbb0c"),
+}
+SHAPE_TEXTS = tuple(t if isinstance(t, bytes) else t.encode() for t in SHAPE_PINS)
+
+
+def _digest(outputs) -> str:
+    return hashlib.sha256(b"".join(np.ascontiguousarray(o).tobytes() for o in outputs)).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("text", list(SHAPE_PINS), ids=repr)
+def test_pinned_shape_projection(text):
+    flags, *digests = SHAPE_PINS[text]
+    for cfg, digest in zip((SHAPE_MINHASH, SHAPE_TERNARY), digests):
+        out = ref.project_one(text, cfg)
+        assert _digest(out) == digest, (cfg.method, _digest(out))
+        n, f = int(out[1].sum()), cfg.feature_size
+        center = out[0][:, f:2 * f]  # window 1: the token's own block
+        assert center[:n, f - 4:].tolist() == flags
+        assert not out[0][n:].any()  # padding rows stay zero
+        if cfg.method == "minhash":  # Bloom filter over F - 4 slots, no count lost
+            assert center[:n, :f - 4].sum(axis=1).tolist() == [cfg.num_hashes] * n
+
+
+def test_pinned_shape_token_features():
+    cps = ref.tokenize("Call Dean", 4)[1][2]
+    mh = ref.minhash_features(cps, SHAPE_MINHASH)
+    assert np.nonzero(mh[:60])[0].tolist() == [2, 12, 25, 29, 35, 41, 48, 59]
+    assert mh[60:].tolist() == [1, 0, 0, 0]
+    tern = ref.ternary_features(ref.tokenize("NASA", 4)[0][2], SHAPE_TERNARY)
+    assert tern.astype(int).tolist() == [
+        0, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, -1, 0, 0, 0, 1, 1, 0, -1, -1,
+        1, 0, 1, 1, 0, 0, 0, 1, 1, -1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
+    # Ternary: the first F - 4 features are those of shape=0.
+    plain = ref.ternary_features(ref.tokenize("NASA", 4)[0][2],
+                                 dataclasses.replace(SHAPE_TERNARY, shape=0))
+    np.testing.assert_array_equal(tern[:36], plain[:36])
+
+
+def test_shape_flags_edge_cases():
+    flags = lambda cps: ref.shape_features(cps).astype(int).tolist()  # noqa: E731
+    assert flags([0x41]) == [1, 0, 0, 0]  # one capital: not "all caps"
+    assert flags([0x41] * 70) == [1, 1, 0, 0]  # all 70 code points count, not 64
+    assert flags([0x41] * 70 + [0x62]) == [1, 0, 0, 0]
+    assert flags([0x31] * 80 + [0x78]) == [0, 0, 1, 0]
+    assert flags([0x130, 0xC0, 0x178, 0x391, 0x401]) == [1, 1, 0, 0]  # table's upper case
+    assert flags([0xD7, 0xDF, 0x131, 0xFFFD]) == [0, 0, 0, 0]  # not in the table: not upper
+    assert flags([0x0966, 0x096F, 0x0E50, 0x0E59, 0x30, 0x39]) == [0, 0, 1, 1]
+    assert flags([0xFF11]) == [0, 0, 0, 0] and flags([0x0661]) == [0, 0, 0, 0]  # other digits
+    assert [ref.is_decimal_digit(cp) for cp in (0x2F, 0x3A, 0x965, 0x970, 0xE4F, 0xE5A)] == [False] * 6
+    # Thai marks extend a Thai digit's token: some digit, not all.
+    assert [ref.shape_features(c).tolist() for _, _, c in ref.tokenize("๓\u0e31 7", 4)] == [
+        [0, 0, 1, 0], [0, 0, 1, 1]]
+    # Tokens beyond 64 code points, in the full projection.
+    feats, mask, _ = ref.project_one("A" * 70 + " " + "A" * 70 + "b", SHAPE_MINHASH)
+    assert feats[:2, 124:128].tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
+
+
+def test_config_vectors_versions_and_round_trips():
+    v1 = ref.ProjectionConfig("minhash", 1024, 64, 1, 64, 0)
+    assert v1.shape == 0 and v1.hashed_size == 1024
+    vec = v1.to_vector()
+    assert vec.dtype == np.int32 and vec.tolist() == [1, 0, 1024, 64, 1, 64, 0]
+    v2 = ref.ProjectionConfig("ternary", 512, 1, 0, 64, 3, shape=1)
+    assert v2.hashed_size == 508 and v2.output_size == 512
+    vec = v2.to_vector()
+    assert vec.dtype == np.int32 and vec.tolist() == [2, 1, 512, 1, 0, 64, 3, 1]
+    for cfg in (v1, v2, SHAPE_MINHASH):
+        assert ref.ProjectionConfig.from_vector(cfg.to_vector()) == cfg
+        assert ref.ProjectionConfig(**dataclasses.asdict(cfg)) == cfg
+    # Version 2 with shape=0 is the version-1 config (written back as version 1).
+    same = ref.ProjectionConfig.from_vector([2, 0, 1024, 64, 1, 64, 0, 0])
+    assert same == v1 and same.to_vector().tolist() == [1, 0, 1024, 64, 1, 64, 0]
+    assert dataclasses.asdict(v1) == {"method": "minhash", "feature_size": 1024, "num_hashes": 64,
+                                      "window": 1, "max_tokens": 64, "seed": 0, "shape": 0}
+    old = {k: v for k, v in dataclasses.asdict(v1).items() if k != "shape"}  # a version-1 dict
+    assert ref.ProjectionConfig(**old) == v1
+    # Version 2 with shape=0 projects exactly as version 1.
+    for a, b in zip(ref.project(SHAPE_TEXTS, same), ref.project(SHAPE_TEXTS, v1)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(shape=2), "shape"), (dict(shape=-1), "shape"), (dict(shape=1.0), "shape"),
+    (dict(shape="1"), "shape"), (dict(feature_size=7, shape=1), "feature_size"),
+    (dict(feature_size=1, shape=1), "feature_size"),
+])
+def test_shape_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ref.ProjectionConfig(**kwargs)
+
+
+def test_smallest_shape_config():
+    cfg = ref.ProjectionConfig("minhash", 8, 64, 0, 4, 0, shape=1)
+    feats, _, _ = ref.project_one("NASA 12", cfg)
+    assert feats[:, :4].sum(axis=1).tolist() == [64, 64, 0, 0]
+    assert feats[:, 4:].tolist() == [[1, 1, 0, 0], [0, 0, 1, 1], [0] * 4, [0] * 4]
+
+
 # --------------------------------------------------------------------------
 # Corpus of nasty text.
 # --------------------------------------------------------------------------
@@ -130,7 +247,9 @@ def corpus() -> tuple[bytes, ...]:
     fixed = [b"", b" ", b"   \t\n  ", b"\x00", b"a\x00b", "\u3000\u00a0\ufeff".encode(),
              b"\xff" * 5, "Hello, World!".encode(), ("w" * 5000).encode(),
              " ".join(f"tok{i}" for i in range(300)).encode()]
-    return tuple(fixed + [_random_text(rng) for _ in range(70)])
+    # Shape-feature cases last (earlier slices of the corpus stay as they were).
+    shape = [*SHAPE_TEXTS, b"A" * 70 + b" " + b"A" * 70 + b"b " + b"1" * 80 + b"x NASA's"]
+    return tuple(fixed + [_random_text(rng) for _ in range(70)] + shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,13 +270,18 @@ CONFIGS = [
     ref.ProjectionConfig("ternary", 33, 1, 2, 7, 99),
     ref.ProjectionConfig("ternary", 1, 1, 16, 3, 5),
     ref.ProjectionConfig("ternary", 100, 4096, 0, 40, INT32_MAX),
+    # Version 2: token shape features.
+    ref.ProjectionConfig("minhash", 1024, 64, 1, 64, 0, shape=1),
+    ref.ProjectionConfig("minhash", 8, 3, 2, 5, 123, shape=1),
+    ref.ProjectionConfig("ternary", 37, 1, 1, 9, 99, shape=1),
+    ref.ProjectionConfig("ternary", 8, 1, 16, 3, 5, shape=1),
 ]
-TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6]]
+TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6], CONFIGS[9], CONFIGS[11]]
 
 
 def _cfg_id(cfg: ref.ProjectionConfig) -> str:
     return (f"{cfg.method}-F{cfg.feature_size}-N{cfg.num_hashes}-w{cfg.window}"
-            f"-S{cfg.max_tokens}-seed{cfg.seed}")
+            f"-S{cfg.max_tokens}-seed{cfg.seed}" + ("-shape" if cfg.shape else ""))
 
 
 @functools.lru_cache(maxsize=None)
@@ -224,6 +348,33 @@ def test_tf_op_shapes_and_empty_batch(ops, tf):
     assert f.shape == (0, 16, 64) and m.shape == (0, 16) and o.shape == (0, 16, 2)
 
 
+def test_tf_op_accepts_config_of_7_or_8_entries(ops, tf):
+    """One graph, config of unknown length: version 1 (7 entries) and 2 (8 entries)."""
+    v1, v2 = CONFIGS[1], CONFIGS[10]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32)])
+    def any_config(x, c):
+        return ops.projection(x, c)
+
+    texts = corpus()[-12:]
+    for cfg in (v1, v2):
+        assert len(cfg.to_vector()) == (8 if cfg.shape else 7)
+        got = any_config(tf.constant(list(texts)), tf.constant(cfg.to_vector()))
+        assert_bit_exact([t.numpy() for t in got], reference(texts, cfg), _cfg_id(cfg))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def const_v2(x):
+        return ops.projection(x, tf.constant(v2.to_vector()))
+
+    out = const_v2.get_concrete_function().structured_outputs
+    assert [o.shape.as_list() for o in out] == [[None, 5, 40], [None, 5], [None, 5, 2]]
+    for size in (6, 9):
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=r"\[7\]"):
+            tf.function(ops.projection, input_signature=[
+                tf.TensorSpec([None], tf.string),
+                tf.TensorSpec([size], tf.int32)]).get_concrete_function()
+
+
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[6]], ids=_cfg_id)
 def test_tf_op_huge_strings(ops, cfg):
     texts = huge_strings()
@@ -240,6 +391,10 @@ BAD_VECTORS = [
     [1, 0, 16, 0, 1, 8, 0], [1, 1, 16, 4097, 1, 8, 0], [1, 0, 16, 4, -1, 8, 0],
     [1, 0, 16, 4, 17, 8, 0], [1, 0, 16, 4, 1, 0, 0], [1, 0, 16, 4, 1, 4097, 0],
     [1, 0, 16, 4, 1, 8, -1], [1, 0, 16, 4, 1, 8], [1, 0, 16, 4, 1, 8, 0, 0],
+    # Version 2: 8 entries, shape 0 or 1, F >= 8 with shape.
+    [2, 0, 16, 4, 1, 8, 0, 2], [2, 1, 16, 4, 1, 8, 0, -1], [2, 0, 7, 4, 1, 8, 0, 1],
+    [2, 1, 1, 1, 0, 8, 0, 1], [3, 0, 16, 4, 1, 8, 0, 1], [0, 0, 16, 4, 1, 8, 0, 0],
+    [2, 2, 16, 4, 1, 8, 0, 1], [2, 0, 16, 4, 1, 8, -1, 1], [2, 0, 16, 4, 1, 8, 0, 1, 0],
 ]
 
 
@@ -272,13 +427,16 @@ def test_invalid_input_rank_tf(ops, tf):
 # --------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def tflite_model(cfg: ref.ProjectionConfig, runtime_config: bool = False) -> bytes:
+def tflite_model(cfg: ref.ProjectionConfig, runtime_config: bool = False,
+                 config_size: int | None = 7) -> bytes:
+    """A .tflite of the op alone: config constant, or a model input of
+    ``config_size`` entries (None: any length)."""
     import tensorflow as tf
     from ondevice_nlp import ops
     vec = cfg.to_vector()
     if runtime_config:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
-                                      tf.TensorSpec([7], tf.int32)])
+                                      tf.TensorSpec([config_size], tf.int32)])
         def fn(x, c):
             return ops.projection(x, c)
     else:
@@ -293,6 +451,8 @@ def tflite_model(cfg: ref.ProjectionConfig, runtime_config: bool = False) -> byt
 def run_tflite(interpreter, texts, config=None):
     inputs = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
     interpreter.resize_tensor_input(inputs[0]["index"], [len(texts)])
+    if config is not None:  # a config input of [7] or [8] entries, or of any length
+        interpreter.resize_tensor_input(inputs[1]["index"], [len(config)])
     interpreter.allocate_tensors()
     interpreter.set_tensor(inputs[0]["index"], np.array(list(texts), dtype=object))
     if config is not None:
@@ -353,13 +513,34 @@ def test_tflite_runtime_config_input(ops):
         run_tflite(interpreter, texts, [7, 0, 16, 4, 1, 8, 0])
 
 
+def test_tflite_runtime_config_of_7_or_8_entries(ops):
+    """Config input of any length: version 1 (7 entries) and version 2 (8) on one
+    interpreter (the kernel rebuilds its cached projector when shape changes)."""
+    v1 = CONFIGS[6]
+    v2 = dataclasses.replace(v1, shape=1)
+    interpreter = ops.make_interpreter(
+        model_content=tflite_model(v1, runtime_config=True, config_size=None))
+    texts = corpus()[-12:]
+    for cfg in (v1, v2, v1, CONFIGS[12]):
+        assert_bit_exact(run_tflite(interpreter, texts, cfg.to_vector()), reference(texts, cfg),
+                         _cfg_id(cfg))
+    for bad, match in (([2, 1, 33, 1, 2, 7, 99, 5], "shape"), ([2, 1, 7, 1, 2, 7, 99, 1], "feature_size"),
+                       ([1, 1, 33, 1, 2, 7, 99, 1], "version"), ([2, 1, 33, 1, 2, 7], r"\[7\]"),
+                       ([2, 1, 33, 1, 2, 7, 99, 1, 0], r"\[7\]")):
+        with pytest.raises(RuntimeError, match=match):
+            run_tflite(interpreter, texts, bad)
+
+
 @pytest.mark.parametrize("vec", [[1, 0, 0, 64, 1, 64, 0], [3, 0, 1024, 64, 1, 64, 0],
                                  [1, 9, 1024, 64, 1, 64, 0], [1, 0, 1024, 64, 1, 64, -5],
-                                 [1, 0, 1024, 64, 99, 64, 0], [1, 0, 1024, 64, 1, 0, 0]])
+                                 [1, 0, 1024, 64, 99, 64, 0], [1, 0, 1024, 64, 1, 0, 0],
+                                 [2, 0, 1024, 64, 1, 64, 0, 2], [2, 0, 7, 64, 1, 64, 0, 1],
+                                 [1, 0, 1024, 64, 1, 64, 0, 1], [2, 0, 1024, 64, 1, 64, 0, -1]])
 def test_invalid_config_tflite(ops, vec):
     """A model whose constant config was corrupted: an error, never a crash."""
-    model = tflite_model(CONFIGS[0])
-    good = CONFIGS[0].to_vector().tobytes()
+    base = CONFIGS[9] if len(vec) == 8 else CONFIGS[0]
+    model = tflite_model(base)
+    good = base.to_vector().tobytes()
     assert model.count(good) == 1
     bad = model.replace(good, np.array(vec, np.int32).tobytes())
     interpreter = ops.make_interpreter(model_content=bad)
@@ -478,9 +659,10 @@ def test_sanitized_driver_selftest(sanitize_driver):
     assert counts["failures"] == "0" and int(counts["checks"]) > 10000, proc.stdout
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7]], ids=_cfg_id)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7], CONFIGS[9],
+                                 CONFIGS[10], CONFIGS[11]], ids=_cfg_id)
 def test_sanitized_driver_checksums_match_reference(sanitize_driver, tmp_path, cfg):
-    texts = list(corpus()[:30])
+    texts = list(corpus()[:30]) + list(corpus()[-len(SHAPE_TEXTS) - 1:])
     path = tmp_path / "batch.bin"
     path.write_bytes(cfg.to_vector().tobytes() + _string_buffer(texts))
     proc = _run_driver(sanitize_driver, "checksum", str(path))

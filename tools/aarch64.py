@@ -525,15 +525,17 @@ def check_models(cache: Path, models: list[Path], tmp: Path, texts=None) -> list
 
 
 def _slice_config(path: Path) -> list[int]:
-    """The int32 [7] config constant of a projection-only model."""
+    """The config constant of a projection-only model: int32 [7] (version 1) or [8] (version 2)."""
     import numpy as np
 
     from ondevice_nlp.benchmark import parse_model
     m = parse_model(path.read_bytes(), str(path))
     for t in m.subgraphs[0].tensors:
         b = m.buffers[t.buffer]
-        if b.data is not None and len(b.data) == 28:
-            return np.frombuffer(bytes(b.data), np.int32).tolist()
+        if b.data is not None and len(b.data) in (28, 32):
+            vec = np.frombuffer(bytes(b.data), np.int32).tolist()
+            if vec[0] == len(vec) - 6:  # version 1 has 7 entries, version 2 has 8
+                return vec
     raise SetupError(f"{path}: no config constant")
 
 

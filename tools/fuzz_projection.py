@@ -50,11 +50,14 @@ import numpy as np  # noqa: E402
 
 import hostile_text  # noqa: E402
 
-# (name, [version, method, F, N, w, S, seed]); the first runs over everything.
+# name: [version, method, F, N, w, S, seed] (version 1) or [2, ..., shape] (version 2,
+# token shape features); the first runs over everything.
 CONFIG_VECTORS = {
     "minhash-small": [1, 0, 64, 8, 1, 16, 7],
     "ternary": [1, 1, 33, 1, 2, 7, 99],
     "minhash-base": [1, 0, 1024, 64, 0, 64, 0],  # the shipped models' projection
+    "minhash-shape": [2, 0, 64, 8, 1, 16, 7, 1],
+    "ternary-shape": [2, 1, 37, 1, 2, 7, 99, 1],
 }
 DEFAULT_CASES = 3000
 DEFAULT_SEED = 20261123
@@ -83,7 +86,7 @@ def convert_projection_model(cfg_vec) -> bytes:
 
 
 class Runners:
-    """The three implementations for one config vector (int32 [7])."""
+    """The three implementations for one config vector (int32 [7] or [8])."""
 
     def __init__(self, cfg_vec):
         from ondevice_nlp import ops

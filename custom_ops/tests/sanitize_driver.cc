@@ -10,7 +10,8 @@
 //       bad configs, malformed string buffers, wrong tensor types). Exit 0
 //       when every expectation holds.
 //   sanitize_driver checksum FILE
-//       FILE = int32[7] config + a TFLite string buffer. Runs the kernel and
+//       FILE = config vector (int32[7] of version 1, or int32[8] when its first
+//       value is 2: version 2) + a TFLite string buffer. Runs the kernel and
 //       prints "features=<u64> mask=<u64> offsets=<u64>", each the sum over
 //       the output's little-endian uint32 words w_i of w_i * (2i + 1) mod 2^64.
 
@@ -350,6 +351,8 @@ std::vector<std::string> NastyStrings() {
       "e\xCC\x81\xCC\x81\xCC\x81",  // combining marks
       "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xD8\xB3\xD9\x84\xD8\xA7\xD9\x85",  // RTL
       "\xC3\x80\xC3\x9E\xC5\xB8\xC4\xB0\xCE\xA3\xD0\x81\xD0\xAF",  // lowercase table
+      "Call Dean NASA at 8pm 350 I",  // shape features
+      "\xE0\xA5\xA9\xE0\xA5\xAB\xE0\xA5\xA6 \xE0\xB9\x93\xE0\xB9\x95x",  // Devanagari, Thai digits
   };
   out.push_back(std::string(100, 'x') + " " + std::string(1000, 'y'));
   for (int i = 0; i < 40; ++i) out.push_back(RandomBytes(&rng, rng.Below(200)));
@@ -380,6 +383,9 @@ std::vector<std::vector<int32_t>> ValidConfigs() {
       {1, 0, 1024, 64, 1, 64, 0},  {1, 1, 1024, 64, 1, 64, 0},   {1, 0, 7, 3, 0, 5, 99},
       {1, 1, 33, 1, 2, 7, 12345},  {1, 0, 1, 1, 0, 1, 0},         {1, 1, 1, 1, 16, 3, 2147483647},
       {1, 0, 257, 300, 3, 16, 5},  {1, 1, 65, 4096, 0, 2, 1},
+      // Version 2: shape features (and shape = 0, the same as version 1).
+      {2, 0, 1024, 64, 1, 64, 0, 1},  {2, 1, 1024, 64, 1, 64, 0, 1},  {2, 0, 8, 3, 0, 5, 99, 1},
+      {2, 1, 8, 1, 2, 7, 12345, 1},   {2, 1, 37, 1, 1, 9, 3, 1},      {2, 0, 16, 4, 1, 8, 0, 0},
   };
 }
 
@@ -394,7 +400,10 @@ std::vector<std::vector<int32_t>> BadConfigs() {
       {1, 0, 16, 4, 17, 8, 0},    {1, 0, 16, 4, kMax, 8, 0},  {1, 0, 16, 4, 1, 0, 0},
       {1, 0, 16, 4, 1, 4097, 0},  {1, 0, 16, 4, 1, kMin, 0},  {1, 0, 16, 4, 1, 8, -1},
       {1, 0, 16, 4, 1, 8, kMin},  {1, 0, 16, 4, 1, 8},        {1, 0, 16, 4, 1, 8, 0, 0},
-      {},
+      {},                         {2, 0, 16, 4, 1, 8, 0, 2},  {2, 0, 16, 4, 1, 8, 0, -1},
+      {2, 1, 16, 4, 1, 8, 0, kMin}, {2, 0, 7, 4, 1, 8, 0, 1}, {2, 1, 1, 1, 0, 8, 0, 1},
+      {3, 0, 16, 4, 1, 8, 0, 1},  {0, 0, 16, 4, 1, 8, 0, 1},  {2, 0, 0, 4, 1, 8, 0, 0},
+      {2, 0, 16, 4, 1, 8, 0, 1, 0},
   };
 }
 
@@ -444,9 +453,9 @@ void CheckKernelMatchesCore(const std::vector<int32_t>& vec, const std::vector<s
       }
     }
     if (config.method == proj::Method::kMinHash && tokens > 0) {
-      // Center block of row 0 is token 0's Bloom filter: entries sum to N.
+      // Center block of row 0 is token 0's Bloom filter: its hashed entries sum to N.
       const size_t center = static_cast<size_t>(config.window) * static_cast<size_t>(config.feature_size);
-      for (int32_t k = 0; k < config.feature_size; ++k) mass += f[center + static_cast<size_t>(k)];
+      for (int32_t k = 0; k < config.HashedSize(); ++k) mass += f[center + static_cast<size_t>(k)];
       Expect(mass == static_cast<float>(config.num_hashes), label + ": bloom mass");
     }
   }
@@ -665,8 +674,53 @@ void HashChecks() {
   }
 }
 
+// Shape features (config version 2): flags of known tokens, including code
+// points beyond the 64 kept for hashing, and zero padding.
+void ShapeChecks() {
+  Expect(proj::IsUpperCodePoint('A') && proj::IsUpperCodePoint(0x130) &&
+             proj::IsUpperCodePoint(0x42F) && !proj::IsUpperCodePoint('a') &&
+             !proj::IsUpperCodePoint(0xD7) && !proj::IsUpperCodePoint(0x131) &&
+             !proj::IsUpperCodePoint(0xFFFD) && !proj::IsUpperCodePoint('1'),
+         "IsUpperCodePoint");
+  const uint32_t digits[] = {0x30, 0x39, 0x966, 0x96F, 0xE50, 0xE59};
+  const uint32_t non_digits[] = {0x2F, 0x3A, 0x965, 0x970, 0xE4F, 0xE5A, 0xFF10, 0x660};
+  for (uint32_t cp : digits) Expect(proj::IsDecimalDigit(cp), "IsDecimalDigit " + std::to_string(cp));
+  for (uint32_t cp : non_digits) Expect(!proj::IsDecimalDigit(cp), "!IsDecimalDigit " + std::to_string(cp));
+  // Tokens: Call, NASA, 8pm, 350, Devanagari 35, Thai 3, U+FFFD, A x 70,
+  // A x 70 + b, 1 x 80 + x, I (b and x lie beyond the 64 code points hashed).
+  const std::string text = "Call NASA 8pm 350 \xE0\xA5\xA9\xE0\xA5\xAB \xE0\xB9\x93 \xFF " +
+                           std::string(70, 'A') + " " + std::string(70, 'A') + "b " +
+                           std::string(80, '1') + "x I";
+  const int expected[][4] = {{1, 0, 0, 0}, {1, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 1, 1},
+                             {0, 0, 1, 1}, {0, 0, 1, 1}, {0, 0, 0, 0}, {1, 1, 0, 0},
+                             {1, 0, 0, 0}, {0, 0, 1, 0}, {1, 0, 0, 0}};
+  const size_t num_tokens = sizeof(expected) / sizeof(expected[0]);
+  for (const auto& vec : {std::vector<int32_t>{2, 0, 16, 4, 0, 12, 0, 1},
+                          std::vector<int32_t>{2, 1, 8, 1, 0, 12, 5, 1}}) {
+    const proj::Config config = MustParse(vec);
+    const size_t f = static_cast<size_t>(config.feature_size);
+    std::vector<float> features(12 * f), mask(12);
+    std::vector<int32_t> offsets(24);
+    const bool ok = proj::Project(reinterpret_cast<const uint8_t*>(text.data()), text.size(), config,
+                                  features.data(), mask.data(), offsets.data());
+    Expect(ok, "shape config projects");
+    for (size_t t = 0; t < 12; ++t) {
+      Expect(mask[t] == (t < num_tokens ? 1.0f : 0.0f), "shape text token count");
+      for (size_t i = 0; i < 4; ++i) {
+        const float want = t < num_tokens ? static_cast<float>(expected[t][i]) : 0.0f;
+        Expect(features[t * f + f - 4 + i] == want,
+               "shape flag " + std::to_string(i) + " of token " + std::to_string(t));
+      }
+    }
+  }
+  const proj::Config no_shape = MustParse({2, 0, 16, 4, 0, 12, 0, 0});
+  Expect(no_shape.shape == 0 && no_shape.HashedSize() == 16, "version 2 with shape 0");
+  Expect(MustParse({2, 0, 16, 4, 0, 12, 0, 1}).HashedSize() == 12, "hashed size with shape 1");
+}
+
 int SelfTest() {
   HashChecks();
+  ShapeChecks();
   RegistrationChecks();
   const std::vector<std::string> nasty = NastyStrings();
   const std::vector<std::string> huge = HugeStrings();
@@ -694,9 +748,17 @@ int ChecksumFile(const char* path) {
     std::fprintf(stderr, "file too short\n");
     return 2;
   }
-  std::vector<int32_t> config(7);
-  std::memcpy(config.data(), bytes.data(), 28);
-  std::vector<uint8_t> buffer(bytes.begin() + 28, bytes.end());
+  int32_t version;
+  std::memcpy(&version, bytes.data(), 4);
+  const size_t config_size = version == proj::kConfigVersionV2 ? proj::kConfigSizeV2
+                                                                : proj::kConfigSizeV1;
+  if (bytes.size() < 4 * config_size + 4) {
+    std::fprintf(stderr, "file too short\n");
+    return 2;
+  }
+  std::vector<int32_t> config(config_size);
+  std::memcpy(config.data(), bytes.data(), 4 * config_size);
+  std::vector<uint8_t> buffer(bytes.begin() + static_cast<std::ptrdiff_t>(4 * config_size), bytes.end());
   int32_t count;
   std::memcpy(&count, buffer.data(), 4);
   const KernelResult r = RunKernel(config, buffer, count, true);
