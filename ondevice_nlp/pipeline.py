@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from . import tagging
+
 log = logging.getLogger(__name__)
 
 
@@ -167,6 +169,10 @@ def build(a: BuildArgs) -> dict:
 
     enc_train = T.encode(train_ex, labels, S)
     log.info("slots covering no token (cut by max_tokens=%d): %d", S, enc_train.n_uncovered_slots)
+    labels.transitions = tagging.observed_transitions(
+        (tags[:int(m.sum())] for tags, m in zip(enc_train.tags, enc_train.mask)), len(labels.tags))
+    log.info("tag transitions seen in training: %d of %d", int(labels.transitions.sum()),
+             labels.transitions.size)
     evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
 

@@ -185,12 +185,18 @@ class TFLiteModel:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
         self.intents, self.tags = _check_labels(self.meta, self.path)
-        from .tagging import bio_allowed_transitions
+        from .tagging import bio_allowed_transitions, unpack_transitions
+        seen = self.meta["labels"].get("transitions")
+        field = "labels.tags"
         try:
-            self.allowed = bio_allowed_transitions(self.tags)
+            if seen is not None:  # files since the seen-transition constraint (see tagging)
+                field = "labels.transitions"
+                seen = unpack_transitions(seen, len(self.tags))
+            field = "labels.tags"
+            self.allowed = bio_allowed_transitions(self.tags, seen)
         except ValueError as e:
-            raise ModelFileError(f"{self.path}: metadata field 'labels.tags' is not an IOB2 tag "
-                                 f"list ({e}); the file is corrupt") from None
+            raise ModelFileError(f"{self.path}: metadata field {field!r}: {e}; the file is "
+                                 "corrupt") from None
         if "O" not in self.tags:
             raise ModelFileError(f"{self.path}: metadata field 'labels.tags' lacks the 'O' tag; "
                                  "the file is corrupt")

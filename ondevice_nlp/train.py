@@ -34,10 +34,16 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class Labels:
-    """Label vocabularies: intents and BIO slot tags (index 0 is "O")."""
+    """Label vocabularies: intents and BIO slot tags (index 0 is "O").
+
+    ``transitions``: optional bool [K + 1, K] of tag transitions seen in the
+    training data (``tagging.observed_transitions``); decoding then allows only
+    those (and IOB2-valid) transitions.
+    """
 
     intents: list[str]
     tags: list[str]
+    transitions: np.ndarray | None = None
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example]) -> "Labels":
@@ -47,13 +53,15 @@ class Labels:
         return cls(intents, tagging.bio_labels(slot_types))
 
     def to_json(self) -> dict:
-        return {"intents": self.intents, "tags": self.tags}
+        out = {"intents": self.intents, "tags": self.tags}
+        if self.transitions is not None:
+            out["transitions"] = tagging.pack_transitions(self.transitions)
+        return out
 
     def allowed_transitions(self) -> np.ndarray:
-        """bool [K + 1, K] IOB2 transition constraints (``tagging.bio_allowed_transitions``)."""
-        if getattr(self, "_allowed", None) is None:
-            self._allowed = tagging.bio_allowed_transitions(self.tags)
-        return self._allowed
+        """bool [K + 1, K]: IOB2 rules (``tagging.bio_allowed_transitions``), and with
+        ``transitions`` set, only the transitions seen in training."""
+        return tagging.bio_allowed_transitions(self.tags, self.transitions)
 
 
 @dataclasses.dataclass

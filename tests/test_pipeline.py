@@ -103,7 +103,10 @@ def test_tflite_predictions_equal_keras(tiny_build):
     assert res["slot_logits"].shape == (len(test), proj.max_tokens, len(labels.tags))
     assert (np.argmax(res["slot_logits"], -1) == res["slot_tags"]).all()
     # ... and the constrained decoding of the file matches the Keras model's
-    _, k_vit = T.keras_predict(qat, enc, proj, allowed=labels.allowed_transitions())
+    # (the file's constraints: IOB2 and the tag transitions seen in training)
+    assert "transitions" in tfl.meta["labels"]
+    assert tfl.allowed.sum() < T.Labels(tfl.intents, tfl.tags).allowed_transitions().sum()
+    _, k_vit = T.keras_predict(qat, enc, proj, allowed=tfl.allowed)
     same = [t == k for i, offs in enumerate(enc.offsets)
             for t, k in zip(viterbi_bio(res["slot_logits"][i][:len(offs)], tfl.allowed),
                             k_vit[i, :len(offs)])]

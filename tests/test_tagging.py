@@ -12,7 +12,8 @@ import pytest
 
 from ondevice_nlp.data import Slot
 from ondevice_nlp.tagging import (bio_allowed_transitions, bio_labels, bio_to_spans,
-                                  byte_to_char_offsets, spans_to_bio, viterbi_bio)
+                                  byte_to_char_offsets, observed_transitions, pack_transitions,
+                                  spans_to_bio, unpack_transitions, viterbi_bio)
 
 
 def whitespace_offsets(text: str) -> list[tuple[int, int]]:
@@ -188,3 +189,36 @@ def test_viterbi_rejects_bad_shapes_and_impossible_inventories():
     only_inside = bio_allowed_transitions(["I-a"])
     with pytest.raises(ValueError, match="no tag sequence"):
         viterbi_bio(np.zeros((2, 1)), only_inside)
+
+
+def test_observed_transitions_restrict_decoding_but_keep_o_reachable():
+    # training data: "B-a I-a" and "O B-b"; never "B-b" after "I-a", never "I-a I-a"
+    seen = observed_transitions([[1, 2], [0, 3]], 5)
+    assert seen.shape == (6, 5)
+    assert {tuple(x) for x in np.argwhere(seen)} == {(5, 1), (1, 2), (5, 0), (0, 3)}
+    allowed = bio_allowed_transitions(SMALL_TAGS, seen)
+    assert not allowed[2, 2] and allowed[1, 2]         # I-a I-a unseen; B-a I-a seen
+    assert allowed[:, 0].all()                          # O may follow anything
+    assert not allowed[0, 4]                            # still IOB2: I-b never after O
+    # argmax B-a I-a I-a is IOB2-valid but uses an unseen transition
+    scores = np.array([[0, 5.0, 0, 0, 0], [0, 0, 5.0, 0, 0], [1.0, 0, 4.0, 0, 0]])
+    assert viterbi_bio(scores, bio_allowed_transitions(SMALL_TAGS)).tolist() == [1, 2, 2]
+    assert viterbi_bio(scores, allowed).tolist() == [1, 2, 0]
+    with pytest.raises(ValueError, match="outside"):
+        observed_transitions([[5]], 5)
+    with pytest.raises(ValueError, match="shape"):
+        bio_allowed_transitions(SMALL_TAGS, seen[:5])
+
+
+def test_transition_masks_round_trip_through_metadata_text():
+    rng = np.random.default_rng(3)
+    for k in (1, 5, 149):
+        mask = rng.random((k + 1, k)) < 0.1
+        text = pack_transitions(mask)
+        assert isinstance(text, str)
+        np.testing.assert_array_equal(unpack_transitions(text, k), mask)
+    assert len(pack_transitions(np.zeros((150, 149), bool))) <= 3800
+    with pytest.raises(ValueError, match="bytes"):
+        unpack_transitions(pack_transitions(np.zeros((6, 5), bool)), 6)
+    with pytest.raises(ValueError, match="base64"):
+        unpack_transitions("not base64!", 5)
