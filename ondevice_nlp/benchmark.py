@@ -357,28 +357,15 @@ def token_ids(text: str, length: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def _interpreter(content: bytes | str, num_threads: int, what: str, **kwargs):
-    """``make_interpreter`` (from bytes, or a path: mmap as in an app) with extra
-    interpreter options (op resolver type)."""
+def _interpreter(content: bytes | str, num_threads: int, what: str, op_resolver: str = "default"):
+    """``make_interpreter`` from bytes, or from a path (mmap, as in an app)."""
     from . import ops
 
-    if isinstance(content, str):
-        try:
-            return ops.make_interpreter(model_path=content, num_threads=num_threads)
-        except ValueError as e:
-            raise ModelFileError(f"{what}: {e}") from e
-    if not kwargs:
-        try:
-            return ops.make_interpreter(model_content=content, num_threads=num_threads)
-        except ValueError as e:
-            raise ModelFileError(f"{what}: {e}") from e
-    from ai_edge_litert.interpreter import InterpreterWithCustomOps
-    ops.load_tflite_library()
+    source = {"model_path" if isinstance(content, str) else "model_content": content}
     try:
-        return InterpreterWithCustomOps(custom_op_registerers=[ops.tflite_registerer],
-                                        model_content=content, num_threads=num_threads, **kwargs)
-    except (ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{what}: the TFLite runtime cannot load this model: {e}") from e
+        return ops.make_interpreter(num_threads=num_threads, op_resolver=op_resolver, **source)
+    except ValueError as e:
+        raise ModelFileError(f"{what}: {e}") from e
 
 
 class Runner:
@@ -389,10 +376,11 @@ class Runner:
     """
 
     def __init__(self, content: bytes | str, num_threads: int, what: str,
-                 **interpreter_kwargs):
-        """``content``: the flatbuffer, or a file path (memory-mapped by the runtime)."""
+                 op_resolver: str = "default"):
+        """``content``: the flatbuffer, or a file path (memory-mapped by the runtime);
+        ``op_resolver``: one of ``ops.OP_RESOLVERS``."""
         self.what = what
-        self.interp = _interpreter(content, num_threads, what, **interpreter_kwargs)
+        self.interp = _interpreter(content, num_threads, what, op_resolver)
         self.inputs = self.interp.get_input_details()
         try:
             for d in self.inputs:
@@ -438,10 +426,7 @@ class Runner:
 
 def runtime_shapes(content: bytes, what: str, text: str) -> dict[int, list[int]]:
     """Shapes of subgraph 0's tensors after one batch-1 run without delegates."""
-    from ai_edge_litert.interpreter import OpResolverType
-
-    r = Runner(content, 1, what,
-               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    r = Runner(content, 1, what, op_resolver="no-delegates")
     try:
         r.run(r.feeds(text))
     except (ValueError, RuntimeError) as e:
@@ -506,7 +491,8 @@ def _memory_child(spec: dict) -> dict:
             f.write("5")
     except OSError:
         hwm_reset = False
-    r = Runner(spec["path"], spec["threads"], spec["path"])  # mmap, as an app does
+    r = Runner(spec["path"], spec["threads"], spec["path"],  # mmap, as an app does
+               spec.get("op_resolver", "default"))
     after = _status_kib("VmRSS")
     feeds = [r.feeds(t) for t in spec["texts"]]
     for i in range(spec["warmup"] + spec["runs"]):
@@ -520,14 +506,14 @@ def _memory_child(spec: dict) -> dict:
 
 
 def measure_memory(path: str, threads: int, texts: Sequence[str], runs: int, warmup: int,
-                   timeout_s: float = 600.0) -> dict:
+                   timeout_s: float = 600.0, op_resolver: str = "default") -> dict:
     """Resident memory of one model, measured in a fresh Python subprocess.
 
     Raises:
       ModelFileError: the subprocess failed (its last stderr lines are included).
     """
     spec = {"path": str(path), "threads": threads, "texts": list(texts), "runs": runs,
-            "warmup": warmup}
+            "warmup": warmup, "op_resolver": op_resolver}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -647,7 +633,8 @@ def environment() -> dict:
 
 def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
               texts: Sequence[str] | None = None, runs: int = 200, warmup: int = 20,
-              memory: bool = True, projection_share: bool = True) -> dict:
+              memory: bool = True, projection_share: bool = True,
+              op_resolver: str = "default") -> dict:
     """Benchmark one or more models (several: comparison mode, interleaved).
 
     Args:
@@ -658,6 +645,8 @@ def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
       warmup: untimed rounds before (>= 0).
       memory: measure RSS in a subprocess per model (at ``threads[0]``).
       projection_share: time the projection-only slice of models that have one.
+      op_resolver: TFLite kernels to run (``ops.OP_RESOLVERS``; ``"reference"``
+        is much slower, meant for checking results, not for timing an app).
 
     Returns:
       ``{"environment", "settings", "models": [per-model dict], "ratios"}``
@@ -674,6 +663,11 @@ def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
         raise BenchmarkError(f"thread counts must be >= 1, got {threads}")
     if runs < 1 or warmup < 0:
         raise BenchmarkError(f"need runs >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
+    from .ops import check_op_resolver
+    try:
+        check_op_resolver(op_resolver)
+    except ValueError as e:
+        raise BenchmarkError(str(e)) from None
     texts = list(texts if texts is not None else DEFAULT_TEXTS)
     if not texts:
         raise BenchmarkError("no utterances to feed")
@@ -685,11 +679,12 @@ def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
         runners: list[Runner] = []
         slots: list[tuple[int, str]] = []
         for i, info in enumerate(infos):
-            runners.append(Runner(info.content, t, info.path))
+            runners.append(Runner(info.content, t, info.path, op_resolver))
             slots.append((i, "full"))
             if projection_share and info.stats["has_projection"]:
                 sub = projection_submodel(info.model)
-                runners.append(Runner(sub, t, info.path + " [projection-only slice]"))
+                runners.append(Runner(sub, t, info.path + " [projection-only slice]",
+                                      op_resolver))
                 slots.append((i, "projection"))
         times = interleaved_latency(runners, texts, runs, warmup)
         for (i, kind), ms in zip(slots, times):
@@ -709,9 +704,11 @@ def benchmark(paths: Sequence[str], threads: Sequence[int] = (1, 4),
     if memory:
         for res, info in zip(results, infos):
             res["memory"] = measure_memory(info.path, threads[0], texts,
-                                           min(runs, 100), min(warmup, 10))
+                                           min(runs, 100), min(warmup, 10),
+                                           op_resolver=op_resolver)
     out = {"environment": environment(),
            "settings": {"threads": threads, "runs": runs, "warmup": warmup,
+                        "op_resolver": op_resolver,
                         "texts": len(texts), "batch": 1,
                         "timed": "set_tensor(inputs) + invoke(), Python binding",
                         "interleaved": len(paths) > 1},

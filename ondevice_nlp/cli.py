@@ -68,10 +68,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["train", "eval", "test"])
     e.add_argument("--languages", type=_langs, help="default: the model's training languages")
     e.add_argument("--skip-bad-lines", action="store_true")
+    _op_resolver_arg(e)
 
     r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")
     r.add_argument("model_path")
     r.add_argument("text")
+    _op_resolver_arg(r)
 
     m = sub.add_parser("benchmark", help="size, parameters, MACs, latency, memory of .tflite "
                                          "files (several: interleaved comparison)")
@@ -88,8 +90,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--warmup", type=int, default=20, help="untimed rounds first")
     m.add_argument("--no-memory", action="store_true", help="skip the RSS subprocesses")
     m.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _op_resolver_arg(m)
     m.add_argument("--markdown", action="store_true", help="print a markdown table")
     return p
+
+
+def _op_resolver_arg(p: argparse.ArgumentParser) -> None:
+    from .ops import OP_RESOLVERS
+    p.add_argument("--op-resolver", default="default", choices=OP_RESOLVERS,
+                   help="TFLite kernels: default (optimized, XNNPACK delegate), no-delegates "
+                        "(optimized, no XNNPACK), reference (portable reference kernels: slower, "
+                        "same int8 outputs on x86 and aarch64)")
 
 
 def _ints(s: str) -> list:
@@ -149,7 +160,8 @@ def _evaluate(args) -> int:
     from .data import load_dataset
     from .tflite_model import TFLiteModel
 
-    tfl = TFLiteModel(args.model_path)  # a bad model fails here, before TensorFlow is imported
+    # a bad model fails here, before TensorFlow is imported
+    tfl = TFLiteModel(args.model_path, op_resolver=args.op_resolver)
     from .export import evaluate_tflite
     langs = args.languages or tfl.meta["languages"]
     data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), langs, args.split,
@@ -162,7 +174,7 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .tflite_model import TFLiteModel
 
-    tfl = TFLiteModel(args.model_path)
+    tfl = TFLiteModel(args.model_path, op_resolver=args.op_resolver)
     res = tfl.predict(args.text)
     out = {"intent": res["intent"], "slots": res["slots"]}
     line = json.dumps(out, ensure_ascii=False)
@@ -190,7 +202,8 @@ def _benchmark(args) -> int:
         texts = B.sample_texts([e.text for lang in args.languages for e in data[lang]],
                                max(args.runs, 1))
     res = B.benchmark(args.model_paths, threads=args.threads, texts=texts, runs=args.runs,
-                      warmup=args.warmup, memory=not args.no_memory)
+                      warmup=args.warmup, memory=not args.no_memory,
+                      op_resolver=args.op_resolver)
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
     elif args.markdown:

@@ -268,11 +268,47 @@ def explain_interpreter_error(error: BaseException) -> BaseException:
     return MissingCustomOpError("; ".join(parts), names)
 
 
+OP_RESOLVERS = ("default", "no-delegates", "reference")
+"""Kernel sets of ``make_interpreter(op_resolver=...)`` (ai-edge-litert ``OpResolverType``):
+
+* ``"default"`` (``AUTO``): TFLite's optimized builtin kernels, with the XNNPACK
+  delegate applied to the ops it supports; what an app gets by default.
+* ``"no-delegates"`` (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``): the optimized
+  builtin kernels only (ruy/optimized_ops, no XNNPACK).
+* ``"reference"`` (``BUILTIN_REF``): TFLite's reference kernels, portable C++
+  without SIMD: slower, but their int8 outputs are bit-identical on x86 and
+  aarch64 (``tools/aarch64.py check``), whereas the optimized builtin int8
+  kernels requantize with other rounding on the two architectures (one int8
+  step apart on some values; see README.md, "aarch64").
+"""
+
+
+def check_op_resolver(op_resolver: str) -> str:
+    """``op_resolver`` itself when it is one of :data:`OP_RESOLVERS`.
+
+    Raises:
+      ValueError: naming the valid values.
+    """
+    if op_resolver not in OP_RESOLVERS:
+        raise ValueError(f"op_resolver must be one of {', '.join(OP_RESOLVERS)}, got {op_resolver!r}")
+    return op_resolver
+
+
+def _op_resolver_type(op_resolver: str):
+    from ai_edge_litert.interpreter import OpResolverType  # pylint: disable=import-outside-toplevel
+    return {"default": OpResolverType.AUTO,
+            "no-delegates": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            "reference": OpResolverType.BUILTIN_REF}[check_op_resolver(op_resolver)]
+
+
 def make_interpreter(model_path: str | os.PathLike | None = None,
-                     model_content: bytes | None = None, num_threads: int = 1):
+                     model_content: bytes | None = None, num_threads: int = 1,
+                     op_resolver: str = "default"):
     """An ``ai_edge_litert`` ``InterpreterWithCustomOps`` with our op registered.
 
-    Exactly one of ``model_path`` / ``model_content`` must be given. The model
+    Exactly one of ``model_path`` / ``model_content`` must be given;
+    ``op_resolver`` picks the builtin kernels (one of :data:`OP_RESOLVERS`;
+    our op is registered in every one). The model
     is checked first (size, ``TFL3`` flatbuffer identifier, root offset) so a
     wrong file gives a clear exception; the interpreter then runs the
     flatbuffer verifier (a truncated or corrupted model is a ValueError, not a
@@ -283,7 +319,8 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
     Raises:
       FileNotFoundError: ``model_path`` does not exist.
       ValueError: both or neither source given, not a TFLite flatbuffer, the
-        interpreter rejected the model, or ``num_threads`` < 1.
+        interpreter rejected the model, ``num_threads`` < 1, or an unknown
+        ``op_resolver``.
     """
     if (model_path is None) == (model_content is None):
         raise ValueError("give exactly one of model_path or model_content")
@@ -291,7 +328,8 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
         raise ValueError(f"num_threads must be an int >= 1, got {num_threads!r}")
     from ai_edge_litert.interpreter import InterpreterWithCustomOps  # pylint: disable=import-outside-toplevel
 
-    kwargs: dict[str, Any] = {"num_threads": num_threads}
+    kwargs: dict[str, Any] = {"num_threads": num_threads,
+                              "experimental_op_resolver_type": _op_resolver_type(op_resolver)}
     if model_path is not None:
         path = Path(os.fspath(model_path))
         if not path.exists():
@@ -324,6 +362,7 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
 __all__ = [
     "CUSTOM_OP_NAME",
     "check_flatbuffer",
+    "check_op_resolver",
     "explain_interpreter_error",
     "LIB_DIR",
     "LIB_DIR_ENV",
@@ -333,6 +372,7 @@ __all__ = [
     "load_tflite_library",
     "make_interpreter",
     "MissingCustomOpError",
+    "OP_RESOLVERS",
     "projection",
     "tflite_registerer",
 ]

@@ -177,7 +177,11 @@ class TFLiteModel:
       ModelFileError: corrupt file, not ours, or the interpreter refuses it.
     """
 
-    def __init__(self, path: str, num_threads: int = 1):
+    def __init__(self, path: str, num_threads: int = 1, op_resolver: str = "default"):
+        """``op_resolver``: TFLite kernels, one of ``ops.OP_RESOLVERS`` (``"reference"``:
+        portable reference kernels, same int8 outputs on x86 and aarch64, slower)."""
+        from .ops import check_op_resolver
+        self.op_resolver = check_op_resolver(op_resolver)
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"{self.path}: no such model file")
@@ -209,7 +213,8 @@ class TFLiteModel:
         if runner is None:
             from . import ops
             try:
-                interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads)
+                interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads,
+                                              op_resolver=self.op_resolver)
                 interp.allocate_tensors()  # unresolved ops and bad shapes fail here, not later
                 runner = interp.get_signature_runner(SIGNATURE_KEY)
                 self._check_signature(runner)

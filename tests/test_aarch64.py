@@ -5,6 +5,8 @@ Skips when ``aarch64-linux-gnu-g++`` or ``qemu-aarch64`` is not installed
 an aarch64 Python, wheels and TensorFlow's aarch64 library into
 ``build/aarch64`` (``tools/aarch64.py setup``, about 40 s); later runs take
 about a minute on 2 cores, most of it loading TensorFlow's library under qemu.
+Full models must be bit-identical with TFLite's reference kernels; with the
+default (optimized) kernels the test models happen to be too.
 """
 
 import importlib.util
@@ -43,16 +45,51 @@ def test_projection_and_models_on_aarch64_match_x86():
     res = aarch64.check([])
     # 1. core + kernel (static driver under qemu) == NumPy reference, 4 configs
     assert len(res["core"]) == 4 and all(c["equal"] for c in res["core"]), res["core"]
-    by_kind = {(Path(m["model"]).name, m["what"]): m for m in res["models"]}
-    # 2. projection-only slices: bit-identical on aarch64 and equal to the NumPy reference
+    by_kind = {(Path(m["model"]).name, m["what"], m["op_resolver"]): m for m in res["models"]}
+    assert len(by_kind) == 6, sorted(by_kind)
     for name in ("test_float.tflite", "test_int8.tflite"):
-        sl = by_kind[(name, "projection-only slice")]
-        assert sl["equal"] and sl["equals_numpy_reference"] and sl["arrays"] == 60, sl
-    # 3. the int8 model is bit-identical; the float one gives the same decisions
-    assert by_kind[("test_int8.tflite", "full model")]["equal"]
-    fl = by_kind[("test_float.tflite", "full model")]
+        # 2. projection-only slices: bit-identical on aarch64 and equal to the NumPy reference
+        sl = by_kind[(name, "projection-only slice", "default")]
+        assert sl["ok"] and sl["equal"] and sl["equals_numpy_reference"] and sl["arrays"] == 60, sl
+        # 3. full models with TFLite's reference kernels: bit-identical, and required to be
+        ref = by_kind[(name, "full model", "reference")]
+        assert ref["ok"] and ref["equal"] and ref["identical_texts"] == ref["texts"] == 20, ref
+    # 4. optimized kernels (reported, not required): the int8 model is bit-identical too,
+    # the float one gives the same decisions
+    i8 = by_kind[("test_int8.tflite", "full model", "default")]
+    assert i8["ok"] is None and i8["equal"], i8
+    fl = by_kind[("test_float.tflite", "full model", "default")]
     assert fl["float"] and fl["same_decisions"] and fl["max_abs_diff"] < 1e-5, fl
     assert res["ok"]
+
+
+def test_a_reference_kernel_difference_fails_the_check(monkeypatch, tmp_path):
+    """check_models marks a full model run with the reference kernels not ok when any
+    output differs; with the optimized kernels the same difference is only reported."""
+    import numpy as np
+
+    def fake_dump(model, texts_file, out, op_resolver="default"):
+        np.savez(out, **{"0/0": np.array([1, 2, 3], np.int8)})
+
+    def fake_guest(cache, args, timeout=900):
+        rest = [str(a) for a in args[3:]]
+        for model, resolver, out in zip(rest[::3], rest[1::3], rest[2::3]):
+            np.savez(out, **{"0/0": np.array([1, 2, 4], np.int8)})
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"")
+    monkeypatch.setattr(aarch64, "dump_outputs", fake_dump)
+    monkeypatch.setattr(aarch64, "guest_python", fake_guest)
+    monkeypatch.setattr(aarch64, "_float_compute", lambda path: False)
+    import ondevice_nlp.benchmark as B
+    monkeypatch.setattr(B, "parse_model", lambda buf, what: None)
+    monkeypatch.setattr(B, "projection_submodel", lambda m: None)
+    res = aarch64.check_models(Path("unused"), [model], tmp_path, ["x"],
+                               op_resolvers=("default", "reference"))
+    by = {m["op_resolver"]: m for m in res}
+    assert by["reference"]["ok"] is False and not by["reference"]["equal"]
+    assert by["default"]["ok"] is None and by["default"]["identical_texts"] == 0
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None or shutil.which(aarch64.CXX) is None,

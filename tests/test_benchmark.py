@@ -218,6 +218,21 @@ def test_comparison_mode_two_models(proj_model, hand_model, capsys, tmp_path):
     assert rc == 0 and "proj.tflite" in out and "hand.tflite" in out and "(x1.00)" in out
 
 
+def test_op_resolver_option(proj_model, capsys):
+    """--op-resolver reaches the timed runs and the memory subprocess; a bad name is an error."""
+    rc = cli.main(["benchmark", str(proj_model), "--threads", "1", "--runs", "3", "--warmup", "0",
+                   "--op-resolver", "reference", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["settings"]["op_resolver"] == "reference"
+    (m,) = res["models"]
+    assert m["latency_ms"]["1"]["n"] == 3 and m["memory"]["peak_rss"] > 0
+    with pytest.raises(B.BenchmarkError, match="op_resolver must be one of"):
+        B.benchmark([str(proj_model)], op_resolver="BUILTIN_REF", memory=False)
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", str(proj_model), "--op-resolver", "ruy"])
+
+
 def test_dataset_utterances(proj_model, tmp_path, capsys):
     (tmp_path / "en").mkdir()
     lines = [f"set an alarm for {h} am\t[IN:CREATE_ALARM [SL:DATE_TIME for {h} am ] ]\t"

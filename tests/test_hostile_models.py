@@ -199,6 +199,20 @@ def test_cli_good_model_and_invalid_utf8_text(models, capsys):
         assert argv_text[s["start"]:s["end"]] == s["text"]
 
 
+def test_reference_kernels(models, capsys):
+    """TFLiteModel and the CLI run the model with TFLite's reference kernels too."""
+    from ondevice_nlp import cli
+
+    m = TFLiteModel(str(models["good"]), op_resolver="reference")
+    for r in m.predict_batch(["set an alarm for 7 am", "\xff\x00"]):
+        assert r["intent"] in m.intents and isinstance(r["slots"], list)
+    with pytest.raises(ValueError, match="op_resolver must be one of"):
+        TFLiteModel(str(models["good"]), op_resolver="ref")
+    assert cli.main(["predict", str(models["good"]), "wake me up at 7", "--op-resolver",
+                     "reference"]) == 0
+    assert json.loads(capsys.readouterr().out)["intent"] in INTENTS
+
+
 MUTANT_DRIVER = r"""
 import json, random, sys
 from ondevice_nlp.tflite_model import ModelFileError, TFLiteModel

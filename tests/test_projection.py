@@ -476,6 +476,16 @@ def test_tflite_matches_reference(ops, cfg):
     assert_bit_exact(run_tflite(interpreter, texts[:5]), reference(texts[:5], cfg), "batch 5")
 
 
+@pytest.mark.parametrize("op_resolver", ["default", "no-delegates", "reference"])
+def test_tflite_every_op_resolver(ops, op_resolver):
+    """Our op is registered whichever builtin kernels the interpreter uses."""
+    assert op_resolver in ops.OP_RESOLVERS
+    cfg = CONFIGS[0]
+    interpreter = ops.make_interpreter(model_content=tflite_model(cfg), op_resolver=op_resolver)
+    texts = corpus()[:9]
+    assert_bit_exact(run_tflite(interpreter, texts), reference(texts, cfg), op_resolver)
+
+
 def test_tflite_huge_strings_and_latency(ops):
     cfg = CONFIGS[0]
     interpreter = ops.make_interpreter(model_content=tflite_model(cfg))
@@ -591,6 +601,8 @@ def test_make_interpreter_rejects_bad_models(ops, tmp_path):
         ops.make_interpreter(model_path=truncated, model_content=model)
     with pytest.raises(ValueError):
         ops.make_interpreter(model_content=model, num_threads=0)
+    with pytest.raises(ValueError, match="op_resolver must be one of default, no-delegates"):
+        ops.make_interpreter(model_content=model, op_resolver="BUILTIN_REF")
 
 
 def test_tflite_library_exports(ops):
