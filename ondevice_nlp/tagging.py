@@ -145,12 +145,17 @@ def bio_to_spans(token_offsets: Sequence[tuple[int, int]], tags: Sequence[str]) 
     return spans
 
 
-def byte_to_char_offsets(text: str, byte_offsets: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def byte_to_char_offsets(text: str, byte_offsets: Iterable[tuple[int, int]],
+                         char_bytes=None) -> list[tuple[int, int]]:
     """Convert UTF-8 byte offsets into character offsets.
 
     Args:
         text: the string; byte offsets refer to ``text.encode("utf-8")``.
         byte_offsets: ``(start, end)`` byte offsets, end exclusive.
+        char_bytes: optional function giving a character's byte count in the
+            encoded text, for texts encoded otherwise (``tflite_model`` maps
+            ``surrogateescape`` characters back to their single byte); default
+            the UTF-8 length (lone surrogates: 3 bytes, ``surrogatepass``).
 
     Returns:
         ``(start, end)`` character offsets (``str`` indices). An offset that
@@ -169,7 +174,7 @@ def byte_to_char_offsets(text: str, byte_offsets: Iterable[tuple[int, int]]) -> 
     # char_at[b] = index of the character that contains byte b
     char_at: list[int] = []
     for i, ch in enumerate(text):
-        width = len(ch.encode("utf-8", "surrogatepass"))
+        width = char_bytes(ch) if char_bytes else len(ch.encode("utf-8", "surrogatepass"))
         char_at.extend([i] * width)
         n_bytes += width
     char_at.append(len(text))  # sentinel for byte offset == n_bytes

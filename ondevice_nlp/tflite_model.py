@@ -155,17 +155,6 @@ def _text_bytes(text) -> bytes:
         return b"".join(map(_char_bytes, text))
 
 
-def _byte_to_char(text: str, offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Map UTF-8 byte offsets (of ``_text_bytes(text)``) to char offsets."""
-    starts = {}
-    pos = 0
-    for ci, ch in enumerate(text):
-        starts[pos] = ci
-        pos += len(_char_bytes(ch)) if ch > "\x7f" else 1
-    starts[pos] = len(text)
-    return [(starts[s], starts[e]) for s, e in offsets]
-
-
 class TFLiteModel:
     """An exported model loaded in ai-edge-litert with our custom op registered.
 
@@ -276,14 +265,15 @@ class TFLiteModel:
         character offsets into the text (for bytes input: into
         ``bytes.decode("utf-8", "surrogateescape")``).
         """
-        from .tagging import bio_to_spans, viterbi_bio
+        from .tagging import bio_to_spans, byte_to_char_offsets, viterbi_bio
 
         out = self.run(texts)
         results = []
         for i, t in enumerate(texts):
             s = t if isinstance(t, str) else t.decode("utf-8", "surrogateescape")
             n = int(round(float(out["token_mask"][i].sum())))
-            offs = _byte_to_char(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]])
+            offs = byte_to_char_offsets(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]],
+                                        lambda ch: len(_char_bytes(ch)))
             if SLOT_LOGITS in out:
                 ids = viterbi_bio(out[SLOT_LOGITS][i][:n], self.allowed)
             else:
