@@ -1,4 +1,4 @@
-"""Command line: ``ondevice-nlp build | evaluate | predict | benchmark``.
+"""Command line: ``ondevice-nlp build | teacher | evaluate | predict | benchmark``.
 
 Errors the user can fix (missing files, malformed data, corrupt models) end
 with a one-line message on stderr and exit status 2, never a traceback.
@@ -60,6 +60,37 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training")
+    b.add_argument("--teacher", metavar="T",
+                   help="teacher folder (from `ondevice-nlp teacher`): train on hard labels "
+                        "plus its soft targets (knowledge distillation)")
+    b.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="softmax temperature of the distillation term (with --teacher)")
+    b.add_argument("--distill-weight", type=float, default=0.5,
+                   help="weight w of the distillation term: (1-w) CE + w T^2 KL (with --teacher)")
+
+    t = sub.add_parser("teacher", help="train a large float teacher and write its soft "
+                                       "targets for the training set into OUT")
+    t.add_argument("--dataset", required=True, choices=["mtop", "massive", "snips"])
+    t.add_argument("--data-dir")
+    t.add_argument("--languages", type=_langs, default=["en"])
+    t.add_argument("--out", required=True, help="teacher folder (teacher.json, soft_targets.npz)")
+    t.add_argument("--teacher-model", default="pnlp_mixer",
+                   choices=["pnlp_mixer", "pqrnn", "hub"],
+                   help="pnlp_mixer (size teacher: ~10 M parameters), pqrnn (~15 M), or hub: "
+                        "a pre-trained keras-hub encoder from --preset (ondevice_nlp/hub_teacher.py)")
+    t.add_argument("--size", default="teacher", help="named size (default teacher; tiny: tests)")
+    t.add_argument("--preset", help="--teacher-model hub: local keras-hub preset folder "
+                                    "(e.g. a downloaded bert_multi_cased or xlm_roberta_base)")
+    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--dropout", type=float)
+    t.add_argument("--patience", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-train-examples", type=int)
+    t.add_argument("--max-eval-examples", type=int)
+    t.add_argument("--skip-bad-lines", action="store_true")
 
     e = sub.add_parser("evaluate", help="score a .tflite on a dataset split; prints JSON")
     e.add_argument("model_path")
@@ -126,6 +157,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "build":
             return _build(args)
+        if args.command == "teacher":
+            return _teacher(args)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "benchmark":
@@ -140,10 +173,7 @@ def main(argv=None) -> int:
 def _build(args) -> int:
     from .pipeline import BuildArgs, build
 
-    os.makedirs(args.out, exist_ok=True)
-    fh = logging.FileHandler(os.path.join(args.out, "build.log"), encoding="utf-8")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(fh)
+    _log_to(args.out, "build.log")
     build(BuildArgs(
         dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
         languages=args.languages, out=args.out, model=args.model, size=args.size,
@@ -152,7 +182,37 @@ def _build(args) -> int:
         weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience,
         seed=args.seed, max_train_examples=args.max_train_examples,
         max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
-        resume=args.resume))
+        resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
+        distill_weight=args.distill_weight))
+    return 0
+
+
+def _log_to(folder: str, name: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    fh = logging.FileHandler(os.path.join(folder, name), encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(fh)
+
+
+def _teacher(args) -> int:
+    from . import distill
+
+    _log_to(args.out, "teacher.log")
+    a = distill.TeacherArgs(
+        dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
+        languages=args.languages, out=args.out,
+        model=args.teacher_model, size=args.size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        dropout=args.dropout, patience=args.patience, seed=args.seed,
+        max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
+        skip_bad_lines=args.skip_bad_lines)
+    if args.teacher_model == "hub":
+        if not args.preset:
+            raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
+        from . import hub_teacher
+        hub_teacher.run_hub_teacher(a, args.preset)
+    else:
+        distill.run_teacher(a)
     return 0
 
 

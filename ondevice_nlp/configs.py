@@ -38,6 +38,13 @@ SIZES = {
     "base": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1), 1,
                       MixerConfig(hidden=216, num_blocks=2, token_hidden=256, channel_hidden=256,
                                   dropout=0.3, feature_dropout=0.3, intent_to_slots=True)),
+    # Teacher for distillation (``ondevice-nlp teacher``, ``ondevice_nlp/distill.py``), float
+    # only, never exported: ~10 M parameters, ten times base, wider (H=640) and deeper (4 blocks);
+    # same projection as base, so it reads the same tokens as a base student.
+    "teacher": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1), 1,
+                         MixerConfig(hidden=640, num_blocks=4, token_hidden=256,
+                                     channel_hidden=1536, dropout=0.2, feature_dropout=0.2,
+                                     intent_to_slots=True)),
     # A few steps of training only: for tests.
     "tiny": ModelSize(ProjectionConfig("minhash", 64, 16, 0, 16, 0), 1,
                       MixerConfig(hidden=16, num_blocks=1, token_hidden=16, channel_hidden=16,

@@ -54,6 +54,9 @@ class BuildArgs:
     representative_examples: int = 200
     skip_bad_lines: bool = False
     resume: bool = False
+    teacher: str | None = None  # teacher folder (``ondevice-nlp teacher``): distil from it
+    distill_temperature: float = 2.0
+    distill_weight: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +125,31 @@ def _subset(examples, n, seed):
     return rng.sample(list(examples), n)
 
 
+def load_splits(a) -> tuple[dict, list]:
+    """Train/eval/test examples of ``a`` (``BuildArgs`` or ``distill.TeacherArgs``).
+
+    Returns ({split: {language: [Example]}}, the training examples of all
+    languages in ``a.languages`` order), each split capped per language at
+    ``a.max_train_examples`` / ``a.max_eval_examples`` by a seeded sample.
+
+    Raises:
+      FileNotFoundError / DataError: missing or malformed dataset files.
+      ValueError: no training examples.
+    """
+    from .data import load_dataset
+
+    splits = {}
+    for split in ("train", "eval", "test"):
+        data = load_dataset(a.dataset, a.data_dir, a.languages, split,
+                            skip_bad_lines=a.skip_bad_lines)
+        cap = a.max_train_examples if split == "train" else a.max_eval_examples
+        splits[split] = {lang: _subset(ex, cap, a.seed) for lang, ex in data.items()}
+    train_ex = [e for lang in a.languages for e in splits["train"][lang]]
+    if not train_ex:
+        raise ValueError("no training examples")
+    return splits, train_ex
+
+
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -137,7 +165,6 @@ def build(a: BuildArgs) -> dict:
     import tf_keras as keras
 
     from . import train as T
-    from .data import load_dataset
     from .export import evaluate_tflite, export
     from .tflite_model import TFLiteModel
 
@@ -153,15 +180,7 @@ def build(a: BuildArgs) -> dict:
     proj = size.projection
     S = proj.max_tokens
 
-    splits = {}
-    for split in ("train", "eval", "test"):
-        data = load_dataset(a.dataset, a.data_dir, a.languages, split,
-                            skip_bad_lines=a.skip_bad_lines)
-        cap = a.max_train_examples if split == "train" else a.max_eval_examples
-        splits[split] = {lang: _subset(ex, cap, a.seed) for lang, ex in data.items()}
-    train_ex = [e for lang in a.languages for e in splits["train"][lang]]
-    if not train_ex:
-        raise ValueError("no training examples")
+    splits, train_ex = load_splits(a)
     labels = T.Labels.from_examples(train_ex)
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
              len(train_ex), ", ".join(f"{k}={len(v)}" for k, v in splits["train"].items()),
@@ -175,6 +194,16 @@ def build(a: BuildArgs) -> dict:
              labels.transitions.size)
     evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
+    soft, losses, teacher = None, None, None
+    if a.teacher:  # knowledge distillation: soft targets ride along with each example
+        from . import distill
+        losses = distill.distill_losses(a.distill_temperature, a.distill_weight)
+        teacher = distill.load_teacher(a.teacher)
+        soft = distill.align_targets(teacher, enc_train.texts, enc_train.mask.sum(axis=1),
+                                     labels.intents, labels.tags, S)
+        log.info("distilling from %s (%s %s, %d examples): temperature %g, weight %g",
+                 a.teacher, teacher.meta.get("model"), teacher.meta.get("size"),
+                 teacher.meta["num_examples"], a.distill_temperature, a.distill_weight)
 
     def make(dynamic):
         return spec.build(size, num_intents=len(labels.intents), num_tags=len(labels.tags),
@@ -187,7 +216,7 @@ def build(a: BuildArgs) -> dict:
     log.info("%s %s: %d parameters", a.model, size_name, n_params)
     steps = T.steps_for(len(train_ex), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
-                              cut_to_longest=True, bucket=True)
+                              cut_to_longest=True, bucket=True, soft=soft)
     verbose = T.keras_verbosity()
     ckpt = os.path.join(a.out, "checkpoints")
     if not a.resume:  # a fresh run must not pick up an older run's state
@@ -199,7 +228,7 @@ def build(a: BuildArgs) -> dict:
 
     # 1. float training, early stopping on eval exact match; resumable per epoch
     T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200),
-                    weight_decay=a.weight_decay)
+                    weight_decay=a.weight_decay, losses=losses)
     float_ckpt = os.path.join(ckpt, "float.weights.h5")
     float_done = os.path.join(ckpt, "float.done.json")
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
@@ -220,10 +249,11 @@ def build(a: BuildArgs) -> dict:
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
     qat = T.quantize_aware(spec.prepare_qat(static))
-    qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed)
+    qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
+                                  soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
-                    weight_decay=a.weight_decay)
+                    weight_decay=a.weight_decay, losses=losses)
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
                            os.path.join(ckpt, "qat.weights.h5"), "qat", resume=a.resume)
     qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
@@ -258,6 +288,17 @@ def build(a: BuildArgs) -> dict:
     }
     for k in ("keras", "keras_qat", "tflite"):
         metrics[k]["average"] = _average(metrics[k])
+    if teacher is not None:
+        from .distill import percent_of_teacher
+        t_test = teacher.meta.get("metrics", {}).get("test", {})
+        metrics["distillation"] = {
+            "teacher": os.path.abspath(a.teacher), "teacher_model": teacher.meta.get("model"),
+            "teacher_size": teacher.meta.get("size"),
+            "teacher_parameters": teacher.meta.get("parameters"),
+            "temperature": a.distill_temperature, "weight": a.distill_weight,
+            "teacher_test": t_test,
+            "percent_of_teacher": {k: percent_of_teacher(metrics[k], t_test)
+                                   for k in ("keras", "tflite")}}
     T.write_json_atomic(os.path.join(a.out, "metrics.json"), metrics)
     report = format_report(metrics)
     with open(os.path.join(a.out, "report.md"), "w", encoding="utf-8") as f:
@@ -291,4 +332,19 @@ def format_report(m: dict) -> str:
     lines += ["", f"Wall time {s['total']:.0f} s (float training {s['float_training']:.0f} s, "
               f"QAT {s['qat']:.0f} s, export {s['export']:.0f} s); peak RSS "
               f"{m['peak_rss_bytes'] / 2**20:.0f} MiB; epochs {m['epochs_run']}.", ""]
+    d = m.get("distillation")
+    if d:
+        t = d["teacher_test"].get("average", {})
+        p = d["percent_of_teacher"]["tflite"].get("average", {})
+
+        def pct(k):
+            return "n/a" if p.get(k) is None else f"{p[k]:.1f}%"
+        lines += [f"Distilled from {d['teacher']} ({d['teacher_model']} {d['teacher_size']}, "
+                  f"{d['teacher_parameters'] or 0:,} parameters; temperature "
+                  f"{d['temperature']:g}, weight {d['weight']:g}). Teacher test EM "
+                  f"{100 * t.get('exact_match', float('nan')):.1f}, intent acc "
+                  f"{100 * t.get('intent_accuracy', float('nan')):.1f}, slot F1 "
+                  f"{100 * t.get('slot_f1', float('nan')):.1f}; the TFLite student reaches "
+                  f"{pct('exact_match')} of the teacher's EM, {pct('intent_accuracy')} of its "
+                  f"intent accuracy, {pct('slot_f1')} of its slot F1.", ""]
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def _bucket_boundaries(lengths: np.ndarray, n_buckets: int = 8) -> list[int]:
 
 def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuffle: bool,
                  seed: int = 0, with_labels: bool = True, cut_to_longest: bool = False,
-                 bucket: bool = False) -> tf.data.Dataset:
+                 bucket: bool = False, soft=None) -> tf.data.Dataset:
     """tf.data of ({features [B,L,F], mask [B,L]}, (intent [B], tags [B,L]), (weights)).
 
     The projection runs in the pipeline through the custom TF op. Examples
@@ -129,14 +129,22 @@ def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuff
     ``models/pnlp_mixer.py``). ``bucket`` batches utterances of similar token
     counts together (``tf.data.Dataset.bucket_by_sequence_length`` over
     decile boundaries), so that L is close to every utterance's length.
+
+    ``soft`` (``distill.StudentTargets``, aligned row for row with ``enc``):
+    the teacher's logits travel with each example through shuffling and
+    bucketing, and the targets become ``(intent [B, 1 + I], tags [B, L, 1 + K])``
+    float32: column 0 the hard label id, the rest the teacher's logits (zero on
+    padding), for ``distill.DistillLoss``.
     """
     cfg_vec = tf.constant(proj.to_vector())
     texts = tf.constant(list(enc.texts), dtype=tf.string) if len(enc.texts) else \
         tf.zeros((0,), tf.string)
     lengths = enc.mask.sum(axis=1).astype(np.int32)
+    extra = () if soft is None else (soft.intent_logits, tf.RaggedTensor.from_row_lengths(
+        soft.slot_logits, soft.slot_lengths.astype(np.int64)))
     ds = tf.data.Dataset.from_tensor_slices(
         (texts, np.maximum(enc.intents, 0), enc.tags, (enc.intents >= 0).astype(np.float32),
-         lengths))
+         *extra, lengths))
     if shuffle:
         ds = ds.shuffle(len(enc.texts), seed=seed, reshuffle_each_iteration=True)
     bounds = _bucket_boundaries(lengths) if bucket else []
@@ -146,7 +154,8 @@ def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuff
     else:
         ds = ds.batch(batch_size)
 
-    def project(t, intent, tags, iw, n):
+    def project(t, intent, tags, iw, *rest):
+        n = rest[-1]
         cfg = cfg_vec
         if cut_to_longest:
             longest = tf.maximum(tf.reduce_max(n), 1)
@@ -159,6 +168,12 @@ def make_dataset(enc: Encoded, proj: ProjectionConfig, batch_size: int, *, shuff
         # Slot weights: the mask scaled so the loss is a mean over real tokens of the
         # batch, not over all B*L positions (padding would dilute slot gradients).
         sw = mask * (tf.cast(tf.size(mask), tf.float32) / tf.maximum(tf.reduce_sum(mask), 1.0))
+        if soft is not None:  # hard label id in column 0, then the teacher's logits
+            t_int, t_slot = rest[0], rest[1]
+            t_slot = tf.cast(t_slot.to_tensor(), tf.float32)  # [B, longest row, K]
+            t_slot = tf.pad(t_slot, [[0, 0], [0, tf.shape(tags)[1] - tf.shape(t_slot)[1]], [0, 0]])
+            intent = tf.concat([tf.cast(intent, tf.float32)[:, None], t_int], axis=1)
+            tags = tf.concat([tf.cast(tags, tf.float32)[:, :, None], t_slot], axis=2)
         # positional targets: QAT renames the outputs (quant_intent, quant_slots)
         return x, (intent, tags), (iw, sw)
 
@@ -202,27 +217,38 @@ def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batc
     cut to their longest utterance; results come back in the input order.
     """
     S, n = proj.max_tokens, len(enc.texts)
-    dynamic = is_dynamic(model)
-    order = np.argsort(enc.mask.sum(axis=1), kind="stable") if dynamic else np.arange(n)
-    ds = make_dataset(_take(enc, order), proj, batch_size, shuffle=False, with_labels=False,
-                      cut_to_longest=dynamic)
     ints = np.zeros((n,), np.int64)
     tags = np.zeros((n, S), np.int64)
-    i = 0
-    for x in ds:
-        il, sl = model(x, training=False)
-        k = il.shape[0]
-        ints[order[i:i + k]] = np.argmax(il.numpy(), -1)
-        scores = sl.numpy()
-        for j in range(k):
-            row = order[i + j]
+    for rows, il, scores in iter_logits(model, enc, proj, batch_size):
+        ints[rows] = np.argmax(il, -1)
+        for j, row in enumerate(rows):
             if allowed is None:
                 tags[row, :scores.shape[1]] = np.argmax(scores[j], -1)
             else:
                 n_tok = len(enc.offsets[row])
                 tags[row, :n_tok] = tagging.viterbi_bio(scores[j, :n_tok], allowed)
-        i += k
     return ints, tags
+
+
+def iter_logits(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256):
+    """Run the Keras model over ``enc`` in batches (inference mode).
+
+    Yields (rows int64 [B] indices into ``enc``, intent logits float32 [B, I],
+    slot logits float32 [B, L, K]); L = S for a static model, the batch's
+    longest utterance for a dynamic-length one (which sees the utterances
+    sorted by token count). Every row is yielded exactly once.
+    """
+    n = len(enc.texts)
+    dynamic = is_dynamic(model)
+    order = np.argsort(enc.mask.sum(axis=1), kind="stable") if dynamic else np.arange(n)
+    ds = make_dataset(_take(enc, order), proj, batch_size, shuffle=False, with_labels=False,
+                      cut_to_longest=dynamic)
+    i = 0
+    for x in ds:
+        il, sl = model(x, training=False)
+        k = il.shape[0]
+        yield order[i:i + k], il.numpy(), sl.numpy()
+        i += k
 
 
 def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Labels,
@@ -314,15 +340,19 @@ class KillAfterEpoch(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int,
-                  weight_decay: float = 0.01):
-    """AdamW (decoupled weight decay) with linear warm-up then cosine decay; CE losses."""
+                  weight_decay: float = 0.01, losses: list | None = None):
+    """AdamW (decoupled weight decay) with linear warm-up then cosine decay.
+
+    Losses: ``losses`` (intent, slots), e.g. ``distill.distill_losses``, or
+    sparse cross-entropy on both heads.
+    """
     sched = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr / 10 if warmup_steps else lr,
         decay_steps=max(1, total_steps - warmup_steps), alpha=0.02,
         warmup_target=lr if warmup_steps else None, warmup_steps=warmup_steps)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     opt = keras.optimizers.AdamW(sched, weight_decay=weight_decay)
-    model.compile(optimizer=opt, loss=[ce, ce])
+    model.compile(optimizer=opt, loss=losses or [ce, ce])
 
 
 def fit(model, train_ds, epochs, callback: EvalExactMatch, verbose, backup_dir: str | None = None):

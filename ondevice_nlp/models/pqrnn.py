@@ -160,6 +160,10 @@ QRNN_SIZES = {
     # About 2 MB int8, the size of the pQRNN the pNLP-Mixer paper compares with.
     "2mb": QRNNSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
                     QRNNConfig(bottleneck=192, state=176, num_layers=2)),
+    # Teacher for distillation (``ondevice-nlp teacher``), float only: ~15 M parameters
+    # (F=1024, B=512, H=384, 3 layers).
+    "teacher": QRNNSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
+                        QRNNConfig(bottleneck=512, state=384, num_layers=3, dropout=0.2)),
     # A few steps of training only: for tests.
     "tiny": QRNNSize(ProjectionConfig("ternary", 64, 1, 0, 16, 0), 0,
                      QRNNConfig(bottleneck=16, state=8, num_layers=2, zoneout=0.1, dropout=0.0)),
