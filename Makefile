@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en clean
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -36,6 +36,17 @@ mtop-all:
 pqrnn-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
 	    --model pqrnn --out runs/pqrnn-en 2>&1 | tee runs/pqrnn-en.log
+
+# Distillation (README "Teacher and distillation"): a ~10 M-parameter pNLP-Mixer teacher on
+# MTOP en writes its soft targets, then the base student trains on them.
+teacher-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp teacher --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --teacher-model pnlp_mixer --out runs/teacher-en 2>&1 | tee runs/teacher-en.log
+
+mtop-en-kd:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model pnlp_mixer --teacher runs/teacher-en --distill-temperature 2.0 --distill-weight 0.5 \
+	    --out runs/mtop-en-kd 2>&1 | tee runs/mtop-en-kd.log
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

@@ -81,9 +81,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--size", default="teacher", help="named size (default teacher; tiny: tests)")
     t.add_argument("--preset", help="--teacher-model hub: local keras-hub preset folder "
                                     "(e.g. a downloaded bert_multi_cased or xlm_roberta_base)")
-    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--hub-tokenizer", help="--teacher-model hub: a Hugging Face tokenizers JSON "
+                                           "file (default: PRESET/assets/tokenizer/vocabulary.txt"
+                                           " as WordPiece)")
+    t.add_argument("--epochs", type=int, default=6,
+                   help="training epochs (max; cosine decay over them, best eval epoch kept)")
     t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3; hub: 5e-5)")
     t.add_argument("--weight-decay", type=float, default=0.05)
     t.add_argument("--dropout", type=float)
     t.add_argument("--patience", type=int, default=3)
@@ -210,7 +214,7 @@ def _teacher(args) -> int:
         if not args.preset:
             raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
         from . import hub_teacher
-        hub_teacher.run_hub_teacher(a, args.preset)
+        hub_teacher.run_hub_teacher(a, args.preset, args.hub_tokenizer)
     else:
         distill.run_teacher(a)
     return 0

@@ -274,3 +274,69 @@ def test_student_data_that_the_teacher_did_not_see(teacher_dir, data_root, tmp_p
     assert rc == 2
     err = capsys.readouterr().err
     assert "soft_targets.npz, field 'text_hash'" in err and "training texts" in err
+
+
+def _tiny_bert_preset(folder, texts):
+    """A randomly initialised 2-layer BERT saved as a keras-hub preset, with a WordPiece
+    vocabulary of the fixture's words (nothing downloaded)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    import re
+
+    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words, "##s"]
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=2,
+                                             num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                             max_sequence_length=64)
+    backbone.save_to_preset(str(folder))
+    (folder / "assets" / "tokenizer").mkdir(parents=True, exist_ok=True)
+    (folder / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n",
+                                                                   encoding="utf-8")
+    return vocab
+
+
+def test_first_piece_alignment_by_character_offsets(tmp_path):
+    pytest.importorskip("tokenizers")
+    from ondevice_nlp import hub_teacher
+
+    preset = tmp_path / "p"
+    (preset / "assets" / "tokenizer").mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "send", "a", "message", "to", "Chen", "Li",
+             "Zü", "##rich", "'", "s"]
+    (preset / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n")
+    tok = hub_teacher.load_tokenizer(str(preset))
+    ids, pm, first, counts = hub_teacher.encode_for_hub(
+        tok, ["send a message to Zürich", "Chen Li's"], max_tokens=8)
+    # pieces: [CLS] send a message to Zü ##rich [SEP]; our tokens: send a message to Zürich
+    assert [vocab[i] for i in ids[0][pm[0]]] == ["[CLS]", "send", "a", "message", "to", "Zü",
+                                                  "##rich", "[SEP]"]
+    assert counts.tolist() == [5, 4]
+    assert first[0, :5].tolist() == [1, 2, 3, 4, 5] and (first[0, 5:] == 0).all()
+    # "Chen Li's": our tokenizer splits Li / ' / s like BERT's; each maps to its own piece
+    assert [vocab[ids[1][p]] for p in first[1, :4]] == ["Chen", "Li", "'", "s"]
+
+
+def test_hub_teacher_with_tiny_random_backbone(data_root, tmp_path):
+    """The keras-hub path end to end: preset folder -> fine-tune -> soft targets a student reads."""
+    from ondevice_nlp import train as T
+    from ondevice_nlp.data import load_dataset
+
+    texts = _train_texts(data_root)
+    preset = tmp_path / "tiny_bert"
+    _tiny_bert_preset(preset, texts)
+    out = tmp_path / "hub"
+    rc = cli.main(["teacher", "--teacher-model", "hub", "--preset", str(preset), "--dataset",
+                   "mtop", "--data-dir", str(data_root), "--languages", "en", "--out", str(out),
+                   "--epochs", "2", "--batch-size", "16", "--lr", "1e-3"])
+    assert rc == 0
+    t = distill.load_teacher(str(out))
+    assert t.meta["model"] == "hub" and t.meta["backbone"] == "BertBackbone"
+    assert t.meta["max_tokens"] == 64 and t.meta["num_examples"] == 200
+    K = len(t.meta["labels"]["tags"])
+    assert t.intent_logits.shape == (200, 3) and t.slot_logits.shape == (t.slot_lengths.sum(), K)
+    # the student (tiny size, S=16) finds every example and its per-token rows
+    train = load_dataset("mtop", str(data_root), ["en"], "train")["en"]
+    labels = T.Labels.from_examples(train)
+    enc = T.encode(train, labels, 16)
+    st = distill.align_targets(t, enc.texts, enc.mask.sum(1), labels.intents, labels.tags, 16)
+    assert st.intent_logits.shape == (200, 3) and st.slot_logits.shape[0] == enc.mask.sum()
+    assert 0.0 <= t.meta["metrics"]["test"]["average"]["exact_match"] <= 1.0
