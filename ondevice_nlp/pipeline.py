@@ -4,7 +4,8 @@ Writes into OUT:
   ``model.tflite``    the int8 model (written atomically);
   ``metrics.json``    ``{"keras": {LANG: {intent_accuracy, slot_f1, exact_match, n, ...}},
                       "keras_qat": {...}, "tflite": {...}, "model_size_bytes": N, ...}``
-                      (fractions in [0, 1]);
+                      (fractions in [0, 1]); with ``--teacher``, also ``"distillation"``:
+                      the teacher's test metrics and ``percent_of_teacher``;
   ``report.md``       the same as a short human-readable table;
   ``build.log``       the log; ``checkpoints/`` best float and QAT weights, and
                       ``float.done.json`` once the float phase is complete
@@ -291,12 +292,17 @@ def build(a: BuildArgs) -> dict:
     if teacher is not None:
         from .distill import percent_of_teacher
         t_test = teacher.meta.get("metrics", {}).get("test", {})
+        same = all(t_test.get(lang, {}).get("n") == metrics["tflite"][lang]["n"]
+                   for lang in a.languages)
+        if not same:
+            log.warning("the teacher's test sets differ from the student's (languages or "
+                        "--max-eval-examples): percent_of_teacher compares different examples")
         metrics["distillation"] = {
             "teacher": os.path.abspath(a.teacher), "teacher_model": teacher.meta.get("model"),
             "teacher_size": teacher.meta.get("size"),
             "teacher_parameters": teacher.meta.get("parameters"),
             "temperature": a.distill_temperature, "weight": a.distill_weight,
-            "teacher_test": t_test,
+            "teacher_test": t_test, "same_test_examples": same,
             "percent_of_teacher": {k: percent_of_teacher(metrics[k], t_test)
                                    for k in ("keras", "tflite")}}
     T.write_json_atomic(os.path.join(a.out, "metrics.json"), metrics)

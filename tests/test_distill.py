@@ -78,7 +78,7 @@ def test_build_with_teacher_end_to_end(teacher_dir, data_root, tmp_path):
     d = m["distillation"]
     t_meta = json.loads((teacher_dir / "teacher.json").read_text())
     assert d["temperature"] == 3.0 and d["weight"] == 0.7
-    assert d["teacher_test"] == t_meta["metrics"]["test"]
+    assert d["teacher_test"] == t_meta["metrics"]["test"] and d["same_test_examples"]
     for kind in ("keras", "tflite"):
         for lang in ("en", "average"):
             for k in ("exact_match", "intent_accuracy", "slot_f1"):
