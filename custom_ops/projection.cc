@@ -83,9 +83,10 @@ void ExpandTernary(const uint64_t* words, size_t f, float* out) {
 // ---------------------------------------------------------------- config ---
 
 std::string ValidateConfig(const Config& c) {
-  if (c.method != Method::kMinHash && c.method != Method::kTernary) {
-    return "method id must be 0 (minhash) or 1 (ternary), got " +
-           std::to_string(static_cast<int32_t>(c.method));
+  const int32_t method = static_cast<int32_t>(c.method);
+  if (method < 0 || method >= kNumMethods) {
+    return "method id must be 0 (minhash), 1 (ternary) or 2 (hashid), got " +
+           std::to_string(method);
   }
   struct Field {
     const char* name;
@@ -106,6 +107,14 @@ std::string ValidateConfig(const Config& c) {
     return "feature_size must be >= " + std::to_string(kMinShapeFeatureSize) +
            " with shape=1, got " + std::to_string(c.feature_size);
   }
+  if (c.method == Method::kHashId) {
+    if (c.feature_size < kMinHashIdVocab) {
+      return "feature_size (the vocabulary size) must be >= " + std::to_string(kMinHashIdVocab) +
+             " with method hashid, got " + std::to_string(c.feature_size);
+    }
+    if (c.window != 0) return "window must be 0 with method hashid, got " + std::to_string(c.window);
+    if (c.shape != 0) return "shape must be 0 with method hashid, got " + std::to_string(c.shape);
+  }
   return std::string();
 }
 
@@ -120,12 +129,12 @@ std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
     return "bad projection config vector: version must be " + std::to_string(version) +
            " in a vector of " + std::to_string(size) + " values, got " + std::to_string(vec[0]);
   }
-  if (vec[1] != 0 && vec[1] != 1) {
-    return "bad projection config vector: method id must be 0 (minhash) or 1 "
-           "(ternary), got " + std::to_string(vec[1]);
+  if (vec[1] < 0 || vec[1] >= kNumMethods) {
+    return "bad projection config vector: method id must be 0 (minhash), 1 "
+           "(ternary) or 2 (hashid), got " + std::to_string(vec[1]);
   }
   Config c;
-  c.method = vec[1] == 0 ? Method::kMinHash : Method::kTernary;
+  c.method = static_cast<Method>(vec[1]);
   c.feature_size = vec[2];
   c.num_hashes = vec[3];
   c.window = vec[4];
@@ -282,6 +291,8 @@ Projector::Projector(const Config& config) : config_(config) {
   if (config_.method == Method::kMinHash) {
     fingerprint_.resize(static_cast<size_t>(config_.num_hashes));
     ring_index_.resize(ring * static_cast<size_t>(config_.num_hashes));
+  } else if (config_.method == Method::kHashId) {
+    ring_id_.resize(ring);
   } else {
     ring_words_.resize(ring * num_words_);
   }
@@ -372,10 +383,20 @@ void Projector::TernaryWords(uint64_t* words) {
   }
 }
 
+uint32_t Projector::HashId() const {
+  // The token's lowercased bytes without the 0x02 frame, hashed as by ternary.
+  const uint8_t* begin = token_.bytes + 1;
+  const size_t len = static_cast<size_t>(token_.bounds[token_.num_chars + 1] - 1);
+  const uint64_t vocab = static_cast<uint64_t>(config_.feature_size);  // >= 2
+  return static_cast<uint32_t>(1 + Fmix64(Fnv1a64(begin, len) ^ seed_mix_) % (vocab - 1));
+}
+
 void Projector::HashToken(int t) {
   const size_t slot = static_cast<size_t>(t % ring_size_);
   if (config_.method == Method::kMinHash) {
     MinHashIndices(ring_index_.data() + slot * fingerprint_.size());
+  } else if (config_.method == Method::kHashId) {
+    ring_id_[slot] = HashId();
   } else {
     TernaryWords(ring_words_.data() + slot * num_words_);
   }
@@ -384,7 +405,7 @@ void Projector::HashToken(int t) {
 
 void Projector::WriteRow(int row, int num_tokens, float* features) {
   const int w = config_.window;
-  const size_t f = static_cast<size_t>(config_.feature_size);
+  const size_t f = static_cast<size_t>(config_.TokenSize());
   float* block = features + static_cast<size_t>(row) * static_cast<size_t>(row_size_);
   for (int j = 0; j < ring_size_; ++j, block += f) {
     const int t = row - w + j;  // token in block j
@@ -398,6 +419,8 @@ void Projector::WriteRow(int row, int num_tokens, float* features) {
       const size_t num_hashes = fingerprint_.size();
       const uint32_t* index = ring_index_.data() + slot * num_hashes;
       for (size_t k = 0; k < num_hashes; ++k) block[index[k]] += 1.0f;
+    } else if (config_.method == Method::kHashId) {
+      block[0] = static_cast<float>(ring_id_[slot]);  // < 2^16: exact in float32
     } else {
       ExpandTernary(ring_words_.data() + slot * num_words_, hashed_size_, block);
     }

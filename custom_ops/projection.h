@@ -8,6 +8,9 @@
 //     Fusco et al. 2022, arXiv:2202.04350, Sec. 2.1);
 //   * ternary 2-bit projection (pQRNN, Kaliamoorthi et al. 2021,
 //     arXiv:2101.08890, Sec. 3);
+//   * hashed token ids (method 2, "hashid", for the baselines' embedding
+//     tables): one feature per token, 1 + UnitHash(token) mod (F - 1), with
+//     F the vocabulary size and id 0 left to padding;
 //   * optionally (config version 2, shape = 1) 4 token shape flags in the
 //     last feature slots (first code point upper case, all caps, some decimal
 //     digit, all decimal digits), after the extra features of the pQRNN
@@ -62,32 +65,37 @@ constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 constexpr uint64_t kFnvOffset = 0xCBF29CE484222325ULL;
 constexpr uint64_t kFnvPrime = 0x100000001B3ULL;
 
-enum class Method : int32_t { kMinHash = 0, kTernary = 1 };
+enum class Method : int32_t { kMinHash = 0, kTernary = 1, kHashId = 2 };
+constexpr int32_t kNumMethods = 3;
+// hashid: vocabulary size F >= kMinHashIdVocab (ids 1 .. F-1, 0 = padding).
+constexpr int32_t kMinHashIdVocab = 2;
 
 struct Config {
   Method method = Method::kMinHash;
-  int32_t feature_size = 1024;  // F
+  int32_t feature_size = 1024;  // F (hashid: vocabulary size V)
   int32_t num_hashes = 64;      // N (MinHash only, validated for both)
   int32_t window = 1;           // w
   int32_t max_tokens = 64;      // S
   int32_t seed = 0;
   int32_t shape = 0;            // 1: last kNumShapeFeatures features are shape flags
 
-  // Features per token after windowing: D = (2w + 1) * F (at most 33 * 2^16).
+  // Features of one token before windowing: F, or 1 (the id) for hashid.
+  int32_t TokenSize() const { return method == Method::kHashId ? 1 : feature_size; }
+  // Features per token after windowing: D = (2w + 1) * TokenSize() (at most 33 * 2^16).
   int64_t OutputSize() const {
-    return (2 * static_cast<int64_t>(window) + 1) * feature_size;
+    return (2 * static_cast<int64_t>(window) + 1) * TokenSize();
   }
   // Hashed features per token: F, or F - 4 when shape = 1 (valid configs only).
   int32_t HashedSize() const { return feature_size - (shape ? kNumShapeFeatures : 0); }
 };
 
 // Checks the limits of ProjectionConfig.__post_init__ (shape 0 or 1, and
-// F >= kMinShapeFeatureSize when shape = 1). Returns "" when valid, otherwise
+// F >= kMinShapeFeatureSize when shape = 1; hashid: F >= 2, w = 0, shape = 0). Returns "" when valid, otherwise
 // a message naming the bad field and its value.
 std::string ValidateConfig(const Config& config);
 
 // Parses and validates an int32 config vector of `size` entries: 7 of version
-// 1 (method id 0 or 1, then F, N, w, S, seed; shape = 0) or 8 of version 2
+// 1 (method id 0, 1 or 2, then F, N, w, S, seed; shape = 0) or 8 of version 2
 // (the same, then shape). Returns "" and fills `*config` on success, otherwise
 // an error message (and leaves *config alone).
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config);
@@ -165,6 +173,7 @@ class Projector {
   void HashToken(int t);
   void MinHashIndices(uint32_t* index);  // N Bloom filter indices of token_
   void TernaryWords(uint64_t* words);    // ceil(F / 32) 2-bit feature words of token_
+  uint32_t HashId() const;               // hashid: 1 + UnitHash(token_) % (F - 1)
   // Writes output row `row` (blocks of tokens row-w .. row+w, zeros for
   // tokens outside [0, num_tokens)). Rows are written once, in order, so the
   // output is streamed instead of being cleared first and scattered into.
@@ -182,6 +191,7 @@ class Projector {
   std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][N] Bloom filter indices (< H)
   std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(H / 32)] packed features
   std::vector<uint8_t> ring_shape_;    // shape = 1: [2w + 1] ShapeBits()
+  std::vector<uint32_t> ring_id_;      // hashid: [2w + 1] token ids
 };
 
 // Convenience wrapper: Projector(config).Run(...). Thread-safe.

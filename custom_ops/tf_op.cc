@@ -1,5 +1,5 @@
 // TensorFlow op OndeviceProjection: the hashing projection of projection.h
-// (pNLP-Mixer MinHash or pQRNN ternary) applied to a batch of strings.
+// (pNLP-Mixer MinHash, pQRNN ternary or hashed token ids) applied to a batch of strings.
 //
 //   input:   string [B]     UTF-8 (any bytes accepted)
 //   config:  int32  [7]     ProjectionConfig.to_vector(): version 1, or
@@ -159,7 +159,7 @@ class OndeviceProjectionOp : public OpKernel {
     // a typical utterance (~20 tokens x N hashes x few trigrams).
     const int64_t hash_work = config.method == proj::Method::kMinHash
                                   ? int64_t{20} * 6 * config.num_hashes * 8
-                                  : int64_t{20} * (config.feature_size / 4 + 8);
+                                  : int64_t{20} * (config.TokenSize() / 4 + 8);
     const int64_t cost = static_cast<int64_t>(row) / 4 + hash_work + 2000;
     const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     tensorflow::Shard(threads->num_threads, threads->workers, batch, cost, work);
@@ -183,15 +183,16 @@ Hashing projection of UTF-8 strings for on-device text models.
 Tokenizes each string (spec: ondevice_nlp/projection_ref.py) and hashes every
 token into F features: MinHash counting Bloom filter over character trigrams
 (pNLP-Mixer, Fusco et al. 2022, arXiv:2202.04350, Sec. 2.1) or ternary 2-bit
-features (pQRNN, Kaliamoorthi et al. 2021, arXiv:2101.08890). Features of the
-tokens i-w..i+w are concatenated.
+features (pQRNN, Kaliamoorthi et al. 2021, arXiv:2101.08890); or, with hashid,
+into one feature, the token id 1 + hash mod (F - 1) (F = vocabulary size, w = 0,
+padding 0). Features of the tokens i-w..i+w are concatenated.
 
 input: string [B].
-config: int32 [7] = [version=1, method (0 minhash, 1 ternary), F, N, w, S, seed], or
+config: int32 [7] = [version=1, method (0 minhash, 1 ternary, 2 hashid), F, N, w, S, seed], or
   int32 [8] = [version=2, method, F, N, w, S, seed, shape]; shape=1 puts 4 token shape
   flags (first code point upper case, all caps, some digit, all digits) in the last
   4 of each token's F features.
-features: float32 [B, S, (2w+1)*F].
+features: float32 [B, S, (2w+1)*F] ([B, S, 1] for hashid).
 mask: float32 [B, S], 1.0 for real tokens.
 offsets: int32 [B, S, 2], UTF-8 byte start and end of each token (0, 0 for padding).
 )doc");

@@ -37,9 +37,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", help="dataset folder (default $ONDEVICE_NLP_DATA/<dataset> "
                                       "or ../shared/data/<dataset>)")
     b.add_argument("--languages", type=_langs, default=["en"], help="comma list, e.g. en,es,fr")
-    b.add_argument("--model", default="pnlp_mixer", choices=["pnlp_mixer", "pqrnn"])
+    b.add_argument("--model", default="pnlp_mixer",
+                   choices=["pnlp_mixer", "pqrnn", "bilstm", "transformer"],
+                   help="bilstm and transformer: the baselines over hashed token ids")
     b.add_argument("--size", help="named size; pnlp_mixer: xsmall, base (default), tiny (tests); "
-                                  "pqrnn: 1mb (default), 2mb, tiny (tests)")
+                                  "pqrnn: 1mb (default), 2mb, tiny (tests); bilstm, "
+                                  "transformer: 1mb (default), tiny (tests)")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--max-tokens", type=int, help="sequence length S (default from the size)")
     b.add_argument("--epochs", type=int, default=40, help="float training epochs (max; cosine decay over them)")

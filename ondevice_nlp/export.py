@@ -26,11 +26,16 @@ from .tflite_model import TFLiteModel, add_metadata, write_atomic
 log = logging.getLogger(__name__)
 
 
-def serving_function(model, proj: ProjectionConfig) -> tf.types.experimental.ConcreteFunction:
-    """Concrete function text string [B] -> dict of outputs (see ``tflite_model``)."""
+def serving_function(model, proj: ProjectionConfig,
+                     batch_size: int | None = None) -> tf.types.experimental.ConcreteFunction:
+    """Concrete function text string [B] -> dict of outputs (see ``tflite_model``).
+
+    ``batch_size``: a fixed B (TFLite fuses Keras LSTMs only at a fixed batch;
+    ``TFLiteModel`` then runs longer batches in pieces), or None for any B.
+    """
     cfg_vec = tf.constant(proj.to_vector())
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([batch_size], tf.string, name="text")])
     def serve(text):
         feats, mask, offsets = ops.projection(text, cfg_vec)
         intent_logits, slot_logits = model({"features": feats, "mask": mask}, training=False)
@@ -46,13 +51,15 @@ def serving_function(model, proj: ProjectionConfig) -> tf.types.experimental.Con
 
 
 def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[bytes],
-                 metadata: dict) -> bytes:
+                 metadata: dict, batch_size: int | None = None) -> bytes:
     """Convert to an int8 full-integer ``.tflite`` (bytes) with ``metadata`` embedded.
+
+    ``batch_size``: fixed input batch or None (see ``serving_function``).
 
     Raises:
       RuntimeError: the converter failed (its message is kept).
     """
-    fn = serving_function(model, proj)
+    fn = serving_function(model, proj, batch_size)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     conv.allow_custom_ops = True
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -71,9 +78,13 @@ def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[b
     return add_metadata(buf, metadata)
 
 
-def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, path: str) -> int:
-    """Convert and write ``path`` atomically; returns the file size in bytes."""
-    buf = convert_int8(model, proj, representative_texts, metadata)
+def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, path: str,
+           batch_size: int | None = None) -> int:
+    """Convert and write ``path`` atomically; returns the file size in bytes.
+
+    ``batch_size``: fixed input batch or None (see ``serving_function``).
+    """
+    buf = convert_int8(model, proj, representative_texts, metadata, batch_size)
     write_atomic(path, buf)
     return len(buf)
 

@@ -69,9 +69,13 @@ class ModelSpec:
     build: object         # (size, num_intents=, num_tags=, dynamic=) -> keras.Model
     copy_weights: object  # (src, dst): dynamic-length <-> static model
     prepare_qat: object   # static model -> model ready for train.quantize_aware
+    # True: train.quantize_aware annotates every layer tfmot knows; False: only the layers
+    # prepare_qat annotated get QAT (the rest is ranged by the converter's calibration).
+    annotate_all: bool = True
+    export_batch_size: int | None = None  # fixed batch of the .tflite input (None: any)
 
 
-MODELS = ("pnlp_mixer", "pqrnn")
+MODELS = ("pnlp_mixer", "pqrnn", "bilstm", "transformer")
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -116,6 +120,31 @@ def model_spec(name: str) -> ModelSpec:
                                   num_intents=num_intents, num_tags=num_tags)
 
         return ModelSpec("1mb", size_for, build, pq.copy_weights, pq.annotate_for_qat)
+    if name in ("bilstm", "transformer"):
+        from .configs import get_size
+        from .models import baselines as bl
+
+        sizes = bl.BILSTM_SIZES if name == "bilstm" else bl.TRANSFORMER_SIZES
+
+        def size_for(size_name, max_tokens, dropout):
+            size = get_size(size_name, max_tokens, sizes, name)
+            if dropout is not None:
+                size = dataclasses.replace(size, net=dataclasses.replace(size.net,
+                                                                        dropout=dropout))
+            return size
+
+        def build(size, *, num_intents, num_tags, dynamic):
+            S = size.projection.max_tokens
+            if name == "bilstm":
+                return bl.build_bilstm(size.net, max_tokens=None if dynamic else S,
+                                       num_intents=num_intents, num_tags=num_tags)
+            return bl.build_transformer(size.net, max_tokens=S, num_intents=num_intents,
+                                        num_tags=num_tags, dynamic_length=dynamic)
+
+        # TFLite fuses each Keras LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM only at a fixed batch.
+        return ModelSpec("1mb", size_for, build, bl.copy_weights,
+                         bl.annotate_for_qat, annotate_all=False,
+                         export_batch_size=1 if name == "bilstm" else None)
     raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
 
 
@@ -249,7 +278,7 @@ def build(a: BuildArgs) -> dict:
     spec.copy_weights(model, static)
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
-    qat = T.quantize_aware(spec.prepare_qat(static))
+    qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all)
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                                   soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
@@ -269,7 +298,7 @@ def build(a: BuildArgs) -> dict:
             "labels": labels.to_json(), "parameters": n_params}
     t0 = time.time()
     model_path = os.path.join(a.out, "model.tflite")
-    nbytes = export(qat, proj, rep, meta, model_path)
+    nbytes = export(qat, proj, rep, meta, model_path, batch_size=spec.export_batch_size)
     export_s = time.time() - t0
     log.info("wrote %s (%d bytes)", model_path, nbytes)
     tfl = TFLiteModel(model_path)

@@ -54,6 +54,14 @@ Pipeline for one input string (``bytes``):
      j supplies features 32j..32j+31, two bits each from the least
      significant end; ``{00: 0, 01: +1, 10: -1, 11: 0}``.
 
+   * ``hashid`` (token ids for the baselines' embedding tables, BiLSTM and
+     transformer in ``models/baselines.py``): one feature per token, the id
+     ``1 + unit_hash(token) % (F - 1)`` (the same bytes as ternary), with F the
+     vocabulary size (>= 2, at most 2**16 so every id is exact in float32);
+     id 0 is left to padding rows. Needs ``window=0`` and ``shape=0``; the
+     output is [S, 1]. This is the hashing trick (Weinberger et al. 2009,
+     "Feature Hashing for Large Scale Multitask Learning") on whole tokens.
+
    With ``shape=1`` (config version 2) the last ``NUM_SHAPE_FEATURES = 4``
    of the F features are token shape flags instead, after the extra features
    of the pQRNN reference op that overwrite its last feature slots (first
@@ -81,7 +89,8 @@ Outputs for a batch of B strings: ``features`` float32 [B, S, (2w+1)F],
 (UTF-8 byte start, end of each token; 0, 0 for padding), S = max_tokens.
 Padding rows of ``features`` are all zero (shape flags included).
 
-Config vector (``ProjectionConfig.to_vector``, the op's int32 input):
+Config vector (``ProjectionConfig.to_vector``, the op's int32 input; method
+id 0 minhash, 1 ternary, 2 hashid):
 version 1, 7 entries ``[1, method, F, N, w, S, seed]`` (``shape=0``, every
 model made before version 2); version 2, 8 entries ``[2, method, F, N, w, S,
 seed, shape]`` (written for ``shape=1``; ``shape=0`` is accepted and equals
@@ -100,7 +109,9 @@ GOLDEN = 0x9E3779B97F4A7C15
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MAX_TOKEN_CHARS = 64
-METHODS = ("minhash", "ternary")
+METHODS = ("minhash", "ternary", "hashid")
+MIN_HASHID_VOCAB = 2
+"""Smallest vocabulary size F of ``hashid`` (ids 1 .. F-1; 0 is padding)."""
 CONFIG_VERSION = 1
 """Version of a 7-entry config vector (no shape features)."""
 SHAPE_CONFIG_VERSION = 2
@@ -124,8 +135,10 @@ class ProjectionConfig:
     """Settings of a projection; travels in the model as an int32 vector.
 
     Attributes:
-      method: "minhash" (pNLP-Mixer) or "ternary" (pQRNN).
-      feature_size: F, features per token.
+      method: "minhash" (pNLP-Mixer), "ternary" (pQRNN) or "hashid" (token
+        ids for the baselines; needs window=0, shape=0).
+      feature_size: F, features per token; for hashid the vocabulary size
+        (one feature per token, the id).
       num_hashes: N, MinHash fingerprint length (minhash only).
       window: w, neighbours concatenated on each side.
       max_tokens: S, sequence length of the output (tokens beyond are dropped).
@@ -157,11 +170,23 @@ class ProjectionConfig:
         if self.shape and self.feature_size < MIN_SHAPE_FEATURE_SIZE:
             raise ValueError(f"feature_size must be >= {MIN_SHAPE_FEATURE_SIZE} with shape=1, "
                              f"got {self.feature_size}")
+        if self.method == "hashid":
+            if self.feature_size < MIN_HASHID_VOCAB:
+                raise ValueError(f"feature_size (the vocabulary size) must be >= "
+                                 f"{MIN_HASHID_VOCAB} with method hashid, got {self.feature_size}")
+            if self.window or self.shape:
+                raise ValueError(f"window and shape must be 0 with method hashid, got "
+                                 f"window={self.window}, shape={self.shape}")
+
+    @property
+    def token_size(self) -> int:
+        """Features of one token before windowing: F, or 1 (the id) for hashid."""
+        return 1 if self.method == "hashid" else self.feature_size
 
     @property
     def output_size(self) -> int:
-        """Features per token after windowing, (2w+1)*F."""
-        return (2 * self.window + 1) * self.feature_size
+        """Features per token after windowing, (2w+1)*F (1 for hashid)."""
+        return (2 * self.window + 1) * self.token_size
 
     @property
     def hashed_size(self) -> int:
@@ -418,14 +443,24 @@ def ternary_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
     return _with_shape(table[bits.astype(np.int64)], cps, cfg)
 
 
+def hashid_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
+    """float32 [1]: the token id ``1 + unit_hash(token) % (F - 1)`` (in [1, F - 1])."""
+    base = unit_hash(b"".join(normalize_token(cps)), cfg.seed)
+    return np.array([1 + base % (cfg.feature_size - 1)], dtype=np.float32)
+
+
+_FEATURE_FNS = {"minhash": minhash_features, "ternary": ternary_features,
+                "hashid": hashid_features}
+
+
 def project_one(data: bytes | str, cfg: ProjectionConfig):
     """Project one string. Returns (features [S, D] f32, mask [S] f32, offsets [S, 2] i32)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    S, F, w = cfg.max_tokens, cfg.feature_size, cfg.window
+    S, F, w = cfg.max_tokens, cfg.token_size, cfg.window
     toks = tokenize(data, S)
     per_tok = np.zeros((S + 2 * w, F), dtype=np.float32)
-    fn = minhash_features if cfg.method == "minhash" else ternary_features
+    fn = _FEATURE_FNS[cfg.method]
     for t, (_, _, cps) in enumerate(toks):
         per_tok[t + w] = fn(cps, cfg)
     n = len(toks)

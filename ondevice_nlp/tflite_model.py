@@ -244,7 +244,12 @@ class TFLiteModel:
         runner = self._runner()
         from . import ops
         try:
-            out = runner(text=arr)
+            fixed = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+            if fixed > 0 and arr.size != fixed:  # a fixed-batch model (the BiLSTM): in pieces
+                parts = [runner(text=arr[i:i + fixed]) for i in range(0, arr.size, fixed)]
+                out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            else:
+                out = runner(text=arr)
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(f"{self.path}: the TFLite runtime failed to run this model: "
                                  f"{' '.join(str(ops.explain_interpreter_error(e)).split())}") from e

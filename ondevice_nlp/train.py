@@ -396,7 +396,28 @@ class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
-def quantize_aware(model: keras.Model) -> keras.Model:
+def annotate_layers(model: keras.Model, kinds: tuple) -> keras.Model:
+    """Copy of ``model`` (same weights) whose layers of the classes ``kinds`` are
+    wrapped in tfmot's ``QuantizeAnnotate`` with tfmot's default 8-bit rules;
+    for ``quantize_aware(..., annotate_all=False)``.
+
+    Raises:
+      ValueError: ``kinds`` is empty (nothing would be quantization-aware).
+    """
+    if not kinds:
+        raise ValueError("give at least one layer class to annotate")
+    qk = tfmot.quantization.keras
+
+    def clone_fn(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        return qk.quantize_annotate_layer(fresh) if isinstance(layer, kinds) else fresh
+
+    out = keras.models.clone_model(model, clone_function=clone_fn)
+    out.set_weights(model.get_weights())
+    return out
+
+
+def quantize_aware(model: keras.Model, annotate_all: bool = True) -> keras.Model:
     """Wrap a float model for QAT with tfmot's default 8-bit scheme.
 
     Dense/Conv1D weights get 8-bit fake quantization and layer outputs
@@ -405,6 +426,9 @@ def quantize_aware(model: keras.Model) -> keras.Model:
     Rescaling, Multiply) get ``OutputQuantizeConfig``: only their output is fake-quantized;
     Conv1D (the bottleneck) gets tfmot's own Dense-style config (8-bit kernel,
     quantized activation output). Returns a new model holding the float model's weights.
+
+    With ``annotate_all=False`` the model's own annotations (``annotate_layers``)
+    are applied as they are and no other layer is annotated.
     """
     qk = tfmot.quantization.keras
     annotate = (keras.layers.LayerNormalization, keras.layers.Dot, keras.layers.Rescaling,
@@ -419,10 +443,15 @@ def quantize_aware(model: keras.Model) -> keras.Model:
                 fresh, _default8bit.Default8BitQuantizeConfig(["kernel"], ["activation"], False))
         return fresh
 
+    scope = {"OutputQuantizeConfig": OutputQuantizeConfig,
+             "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig}
+    if not annotate_all:
+        from .models.baselines import CUSTOM_OBJECTS
+        with qk.quantize_scope({**scope, **CUSTOM_OBJECTS}):
+            return qk.quantize_apply(model)
     annotated = keras.models.clone_model(model, clone_function=clone_fn)
     annotated.set_weights(model.get_weights())
-    with qk.quantize_scope({"OutputQuantizeConfig": OutputQuantizeConfig,
-                            "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig}):
+    with qk.quantize_scope(scope):
         return qk.quantize_apply(qk.quantize_annotate_model(annotated))
 
 

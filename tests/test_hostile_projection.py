@@ -61,7 +61,7 @@ def test_reference_tf_op_and_tflite_agree_on_hostile_corpus():
     stats = fz.run_corpus()
     print(stats)
     assert stats["problems"] == []
-    assert stats["strings"] >= 3000 and stats["configs"] == 5
+    assert stats["strings"] >= 3000 and stats["configs"] == 6
     assert stats["runs"] >= 6000
     assert {len(v) for v in fz.CONFIG_VECTORS.values()} == {7, 8}  # both config versions
 
@@ -176,7 +176,7 @@ def test_sanitized_tf_op_and_tflite_kernel_over_hostile_corpus(sanitized_ops):
     code = ("import sys, fuzz_projection as fz; from ondevice_nlp import ops; "
             "print('libraries', ops.TF_OP_LIBRARY, ops.TFLITE_LIBRARY); "
             "sys.exit(fz.main(['corpus', '--cases', '1000', '--huge', "
-            "'--configs', 'minhash-base,ternary,minhash-shape,ternary-shape']))")
+            "'--configs', 'minhash-base,ternary,minhash-shape,ternary-shape,hashid']))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600, cwd=str(REPO / "tools"))
     _assert_no_sanitizer_report(proc)
@@ -185,7 +185,7 @@ def test_sanitized_tf_op_and_tflite_kernel_over_hostile_corpus(sanitized_ops):
     summary = proc.stdout.strip().splitlines()[-1]
     assert summary.startswith("corpus: ") and summary.endswith("mismatches=0"), proc.stdout
     counts = dict(kv.split("=") for kv in summary.split()[1:])
-    assert int(counts["strings"]) >= 1250 and int(counts["configs"]) == 4
+    assert int(counts["strings"]) >= 1250 and int(counts["configs"]) == 5
 
 
 # --------------------------------------------------------------------------

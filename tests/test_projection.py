@@ -275,8 +275,13 @@ CONFIGS = [
     ref.ProjectionConfig("minhash", 8, 3, 2, 5, 123, shape=1),
     ref.ProjectionConfig("ternary", 37, 1, 1, 9, 99, shape=1),
     ref.ProjectionConfig("ternary", 8, 1, 16, 3, 5, shape=1),
+    # hashid: token ids for the baselines (F = vocabulary size, one feature per token).
+    ref.ProjectionConfig("hashid", 8000, 1, 0, 64, 0),
+    ref.ProjectionConfig("hashid", 2, 1, 0, 5, INT32_MAX),
+    ref.ProjectionConfig("hashid", 65536, 4096, 0, 24, 7),
 ]
-TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6], CONFIGS[9], CONFIGS[11]]
+TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6], CONFIGS[9], CONFIGS[11],
+                  CONFIGS[13], CONFIGS[15]]
 
 
 def _cfg_id(cfg: ref.ProjectionConfig) -> str:
@@ -395,6 +400,8 @@ BAD_VECTORS = [
     [2, 0, 16, 4, 1, 8, 0, 2], [2, 1, 16, 4, 1, 8, 0, -1], [2, 0, 7, 4, 1, 8, 0, 1],
     [2, 1, 1, 1, 0, 8, 0, 1], [3, 0, 16, 4, 1, 8, 0, 1], [0, 0, 16, 4, 1, 8, 0, 0],
     [2, 2, 16, 4, 1, 8, 0, 1], [2, 0, 16, 4, 1, 8, -1, 1], [2, 0, 16, 4, 1, 8, 0, 1, 0],
+    # hashid (method 2): vocabulary >= 2, window 0, shape 0; no method 3.
+    [1, 2, 1, 4, 0, 8, 0], [2, 2, 16, 4, 0, 8, 0, 1], [1, 3, 16, 4, 0, 8, 0],
 ]
 
 
@@ -672,7 +679,7 @@ def test_sanitized_driver_selftest(sanitize_driver):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7], CONFIGS[9],
-                                 CONFIGS[10], CONFIGS[11]], ids=_cfg_id)
+                                 CONFIGS[10], CONFIGS[11], CONFIGS[13], CONFIGS[14]], ids=_cfg_id)
 def test_sanitized_driver_checksums_match_reference(sanitize_driver, tmp_path, cfg):
     texts = list(corpus()[:30]) + list(corpus()[-len(SHAPE_TEXTS) - 1:])
     path = tmp_path / "batch.bin"

@@ -58,6 +58,7 @@ CONFIG_VECTORS = {
     "minhash-base": [1, 0, 1024, 64, 0, 64, 0],  # the shipped models' projection
     "minhash-shape": [2, 0, 64, 8, 1, 16, 7, 1],
     "ternary-shape": [2, 1, 37, 1, 2, 7, 99, 1],
+    "hashid": [1, 2, 8000, 1, 0, 16, 3],  # the baselines' token ids (vocabulary 8000)
 }
 DEFAULT_CASES = 3000
 DEFAULT_SEED = 20261123
@@ -118,7 +119,7 @@ class Runners:
 def check_invariants(texts, outputs, cfg) -> list[str]:
     """Problems with the spec's invariants of ``outputs`` (features, mask, offsets)."""
     features, mask, offsets = (np.asarray(o) for o in outputs)
-    b, s, d = len(texts), cfg.max_tokens, (2 * cfg.window + 1) * cfg.feature_size
+    b, s, d = len(texts), cfg.max_tokens, cfg.output_size
     want = [((b, s, d), np.float32), ((b, s), np.float32), ((b, s, 2), np.int32)]
     problems = [f"{name}: {o.shape} {o.dtype}, expected {shape} {dt.__name__}"
                 for name, o, (shape, dt) in zip(("features", "mask", "offsets"),
@@ -138,6 +139,10 @@ def check_invariants(texts, outputs, cfg) -> list[str]:
             problems.append(f"string {i}: padding is not zero")
         if not np.all(np.isfinite(features[i])):
             problems.append(f"string {i}: non-finite features")
+        ids = features[i, :n, 0]
+        if cfg.method == "hashid" and not (np.all(ids == np.floor(ids)) and np.all(ids >= 1)
+                                           and np.all(ids <= cfg.feature_size - 1)):
+            problems.append(f"string {i}: hashid ids outside 1 .. {cfg.feature_size - 1}")
     return problems
 
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""pNLP-Mixer ``.tflite`` files of the MTOP-English architecture, for timing only.
+"""``.tflite`` files of the MTOP-English architectures, for timing only.
 
 Size, MACs, latency and memory depend on the architecture and the head sizes,
 not on the weights. This tool writes a synthetic dataset in MTOP's format with
 MTOP English's label counts (117 intents, 78 slot types, i.e. 157 BIO tags)
 and runs ``ondevice-nlp build`` on it for one float and one QAT epoch, so the
-resulting ``OUT/pnlp-mixer-SIZE/model.tflite`` has exactly the graph a real
+resulting ``OUT/MODEL-SIZE/model.tflite`` (``pnlp-mixer-base``, ``bilstm-1mb``, ...)
+has exactly the graph a real
 MTOP-en build exports, with meaningless weights (its metrics.json accuracy is
 meaningless too: do not feed it to tools/pareto_report.py).
 
-Usage::
+Usage (items are MODEL:SIZE, or a pNLP-Mixer SIZE alone; ``--sizes`` is the older
+spelling of pNLP-Mixer sizes)::
 
+    python tools/make_timing_models.py bilstm:1mb transformer:1mb pnlp_mixer:base pqrnn:1mb \
+        --out runs/synthetic
     python tools/make_timing_models.py --sizes base,xsmall --out runs/synthetic
 """
 
@@ -61,18 +65,46 @@ def write_dataset(root: Path, seed: int = 0) -> None:
         (root / "en" / f"{split}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
+def parse_items(items) -> list[tuple[str, str]]:
+    """``MODEL:SIZE`` items (or a pNLP-Mixer ``SIZE``) -> [(model, size)].
+
+    Raises:
+      ValueError: an unknown model name (sizes are checked by the build).
+    """
+    from ondevice_nlp.pipeline import MODELS
+
+    out = []
+    for item in items:
+        model, _, size = item.rpartition(":")
+        model = model or "pnlp_mixer"
+        if model not in MODELS or not size:
+            raise ValueError(f"bad item {item!r}: expected MODEL:SIZE with MODEL one of "
+                             f"{', '.join(MODELS)}")
+        out.append((model, size))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="base,xsmall", help="comma list of named sizes")
-    p.add_argument("--out", required=True, help="output folder (one subfolder per size)")
+    p.add_argument("items", nargs="*", help="MODEL:SIZE, e.g. bilstm:1mb transformer:1mb "
+                                            "pnlp_mixer:base pqrnn:1mb")
+    p.add_argument("--sizes", help="comma list of pNLP-Mixer sizes (default base,xsmall when "
+                                   "no item is given)")
+    p.add_argument("--out", required=True, help="output folder (one subfolder per model)")
     args = p.parse_args(argv)
+    sizes = args.sizes if args.sizes is not None else ("" if args.items else "base,xsmall")
+    try:
+        todo = parse_items([*args.items, *(s.strip() for s in sizes.split(",") if s.strip())])
+    except ValueError as e:
+        p.error(str(e))
     from ondevice_nlp import cli
 
     with tempfile.TemporaryDirectory(prefix="synthetic_mtop.") as d:
         write_dataset(Path(d))
-        for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        for model, size in todo:
+            name = f"{model.replace('_', '-')}-{size}"
             rc = cli.main(["build", "--dataset", "mtop", "--data-dir", d, "--languages", "en",
-                           "--size", size, "--out", os.path.join(args.out, f"pnlp-mixer-{size}"),
+                           "--model", model, "--size", size, "--out", os.path.join(args.out, name),
                            "--epochs", "1", "--qat-epochs", "1", "--batch-size", "64"])
             if rc != 0:
                 return rc

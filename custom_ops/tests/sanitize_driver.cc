@@ -386,6 +386,9 @@ std::vector<std::vector<int32_t>> ValidConfigs() {
       // Version 2: shape features (and shape = 0, the same as version 1).
       {2, 0, 1024, 64, 1, 64, 0, 1},  {2, 1, 1024, 64, 1, 64, 0, 1},  {2, 0, 8, 3, 0, 5, 99, 1},
       {2, 1, 8, 1, 2, 7, 12345, 1},   {2, 1, 37, 1, 1, 9, 3, 1},      {2, 0, 16, 4, 1, 8, 0, 0},
+      // hashid: one id per token, F = vocabulary size (2 .. 2^16), w = 0, shape = 0.
+      {1, 2, 8000, 1, 0, 64, 0},  {1, 2, 2, 1, 0, 5, 7},  {1, 2, 65536, 4096, 0, 3, 2147483647},
+      {2, 2, 300, 1, 0, 16, 9, 0},
   };
 }
 
@@ -404,6 +407,9 @@ std::vector<std::vector<int32_t>> BadConfigs() {
       {2, 1, 16, 4, 1, 8, 0, kMin}, {2, 0, 7, 4, 1, 8, 0, 1}, {2, 1, 1, 1, 0, 8, 0, 1},
       {3, 0, 16, 4, 1, 8, 0, 1},  {0, 0, 16, 4, 1, 8, 0, 1},  {2, 0, 0, 4, 1, 8, 0, 0},
       {2, 0, 16, 4, 1, 8, 0, 1, 0},
+      // hashid: vocabulary >= 2, no window, no shape flags; no method 3.
+      {1, 2, 1, 1, 0, 8, 0},      {1, 2, 16, 4, 1, 8, 0},     {2, 2, 16, 4, 0, 8, 0, 1},
+      {1, 3, 16, 4, 0, 8, 0},     {1, 2, 65537, 1, 0, 8, 0},
   };
 }
 
@@ -450,6 +456,16 @@ void CheckKernelMatchesCore(const std::vector<int32_t>& vec, const std::vector<s
                label + ": offsets in range");
       } else {
         Expect(start == 0 && end == 0, label + ": padding offsets");
+      }
+    }
+    if (config.method == proj::Method::kHashId) {  // ids 1 .. F-1 on tokens, 0 on padding
+      for (size_t t = 0; t < s; ++t) {
+        const float id = f[t];
+        const bool real = t < static_cast<size_t>(tokens);
+        Expect(real ? id >= 1.0f && id <= static_cast<float>(config.feature_size - 1) &&
+                          id == static_cast<float>(static_cast<int32_t>(id))
+                    : id == 0.0f,
+               label + ": hashid id range");
       }
     }
     if (config.method == proj::Method::kMinHash && tokens > 0) {

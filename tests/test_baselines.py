@@ -1,0 +1,231 @@
+"""Baselines of issue 3: the hashid projection and the BiLSTM / transformer models.
+
+* hashid: pinned ids, reference == TF op == TFLite kernel bit for bit;
+* models: parameter counts of the named sizes, dynamic == static outputs
+  (padding never reaches a real token), the BiLSTM's backward direction;
+* end to end: ``ondevice-nlp build --model bilstm|transformer --size tiny`` on a
+  fixture dataset; the int8 .tflite runs in ai-edge-litert and scores like Keras.
+"""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+
+from ondevice_nlp import projection_ref as ref
+
+HASHID = ref.ProjectionConfig("hashid", 8000, 1, 0, 8, 0)
+
+# Ids pinned when hashid was introduced: 1 + fmix64(fnv1a64(lowercased token) ^ seed * GOLDEN)
+# % (V - 1); "alarm" hashes to 0x741a68c651050707 (seed 0).
+PINNED_IDS = {
+    "Set an ALARM for 8pm": [3748, 4403, 1225, 5123, 6607],
+    "set an alarm for 8PM": [3748, 4403, 1225, 5123, 6607],
+    "réveille-moi à 7h": [5234, 5842, 3485, 3164, 2565],
+    "ตั้งนาฬิกา": [3772, 1183, 6340, 636, 3744, 3949, 636],
+    "\xff": [7346],
+}
+
+
+def test_hashid_pinned_ids():
+    assert ref.unit_hash(b"alarm") == 0x741A68C651050707
+    assert 1 + 0x741A68C651050707 % 7999 == 1225
+    for text, ids in PINNED_IDS.items():
+        feats, mask, offsets = ref.project_one(text, HASHID)
+        assert feats.shape == (8, 1) and feats.dtype == np.float32
+        n = len(ids)
+        assert feats[:n, 0].astype(int).tolist() == ids, text
+        assert not feats[n:].any() and mask.tolist() == [1.0] * n + [0.0] * (8 - n)
+    # invalid bytes: each ill-formed byte is U+FFFD inside one word token; vocabulary 2: id 1
+    feats, _, _ = ref.project_one(b"\xff\xfe x", ref.ProjectionConfig("hashid", 2, 1, 0, 4, 5))
+    assert feats[:, 0].tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"feature_size": 1}, "vocabulary size"), ({"window": 1}, "window and shape"),
+    ({"shape": 1}, "window and shape"), ({"feature_size": 1 << 16 + 1}, "feature_size")])
+def test_hashid_config_errors(kwargs, match):
+    args = {"method": "hashid", "feature_size": 100, "num_hashes": 1, "window": 0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        ref.ProjectionConfig(**args)
+
+
+def test_hashid_config_vector_round_trip():
+    vec = HASHID.to_vector()
+    assert vec.tolist() == [1, 2, 8000, 1, 0, 8, 0]
+    assert ref.ProjectionConfig.from_vector(vec) == HASHID
+    assert HASHID.output_size == 1 and HASHID.token_size == 1
+
+
+def test_hashid_op_and_tflite_kernel_bit_exact():
+    """Reference == TF op == TFLite kernel (a .tflite of the op alone), pinned texts and
+    hostile ones (invalid UTF-8, Thai marks, long tokens, empty)."""
+    import tensorflow as tf
+
+    from ondevice_nlp import ops
+
+    texts = [t.encode("utf-8") for t in PINNED_IDS] + [
+        b"", b"   ", b"\xff\xfe\xc3", b"a" * 300 + b" b", "x\u0301 Ça ΣΑΣ".encode(), b"1,2;3"]
+    want = ref.project(texts, HASHID)
+    got = ops.projection(tf.constant(texts), tf.constant(HASHID.to_vector()))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy().view(np.uint32), w.view(np.uint32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def fn(x):
+        return ops.projection(x, tf.constant(HASHID.to_vector()))
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    conv.allow_custom_ops = True
+    interp = ops.make_interpreter(model_content=conv.convert())
+    inp = interp.get_input_details()[0]["index"]
+    interp.resize_tensor_input(inp, [len(texts)])
+    interp.allocate_tensors()
+    interp.set_tensor(inp, np.array(texts, dtype=object))
+    interp.invoke()
+    outs = {d["name"]: interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+    got = [outs[k] for k in sorted(outs, key=lambda n: (len(n), n))]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.view(np.uint32), w.view(np.uint32))
+
+
+# --------------------------------------------------------------------------
+# Models.
+# --------------------------------------------------------------------------
+
+MTOP_EN = {"num_intents": 117, "num_tags": 157}  # MTOP en training labels
+
+
+@pytest.mark.parametrize("name, size, params", [
+    ("bilstm", "1mb", 10000 * 64 + 2 * 4 * 128 * (64 + 128 + 1)
+     + 256 * 157 + 157 + (256 + 1) + 256 * 256 + 256 + 256 * 117 + 117),
+    ("transformer", "1mb", None), ("bilstm", "tiny", None), ("transformer", "tiny", None)])
+def test_model_sizes(name, size, params):
+    from ondevice_nlp import pipeline
+
+    spec = pipeline.model_spec(name)
+    sz = spec.get_size(size, None, None)
+    assert sz.projection.method == "hashid" and sz.projection.feature_size == sz.net.vocab_size
+    model = spec.build(sz, dynamic=False, **MTOP_EN)
+    n = model.count_params()
+    if params is not None:
+        assert n == params
+    if size == "1mb":
+        assert 850_000 <= n <= 1_100_000, n
+    S = sz.projection.max_tokens
+    assert [tuple(x.shape) for x in model.inputs] == [(None, S, 1), (None, S)]
+    assert [tuple(x.shape) for x in model.outputs] == [(None, 117), (None, S, 157)]
+
+
+@pytest.mark.parametrize("name", ["bilstm", "transformer"])
+def test_padding_never_reaches_real_tokens(name):
+    """Dynamic-length (float training) and static (export) models agree on real tokens,
+    whatever the padding; the BiLSTM's backward LSTM reads each utterance reversed."""
+    import tensorflow as tf
+
+    from ondevice_nlp import ops, pipeline
+
+    spec = pipeline.model_spec(name)
+    sz = spec.get_size("tiny", None, None)
+    dyn = spec.build(sz, dynamic=True, num_intents=3, num_tags=5)
+    static = spec.build(sz, dynamic=False, num_intents=3, num_tags=5)
+    spec.copy_weights(dyn, static)
+    texts = [b"set an alarm for 8pm", b"call mom", b"what is the weather in Paris"]
+    f, m, _ = ops.projection(tf.constant(texts), tf.constant(sz.projection.to_vector()))
+    n = int(m.numpy().sum(1).max())
+    a_int, a_slot = static({"features": f, "mask": m})
+    b_int, b_slot = dyn({"features": f[:, :n], "mask": m[:, :n]})
+    np.testing.assert_allclose(a_int.numpy(), b_int.numpy(), atol=1e-5)
+    real = m.numpy()[:, :n] > 0
+    np.testing.assert_allclose(a_slot.numpy()[:, :n][real], b_slot.numpy()[real], atol=1e-5)
+    # each utterance alone gives its own outputs (no leak between batch rows)
+    one_int, _ = static({"features": f[1:2], "mask": m[1:2]})
+    np.testing.assert_allclose(one_int.numpy()[0], a_int.numpy()[1], atol=1e-5)
+
+
+def test_reverse_tokens():
+    import tensorflow as tf
+
+    from ondevice_nlp.models.baselines import ReverseTokens
+
+    ids = tf.constant([[5, 6, 7, 0], [9, 0, 0, 0], [0, 0, 0, 0]], tf.int32)
+    x = tf.constant([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]], tf.int32)
+    out = ReverseTokens()([x, ids]).numpy()
+    assert out.tolist() == [[3, 2, 1, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    assert ReverseTokens()([tf.constant(out), ids]).numpy().tolist() == x.numpy().tolist()
+
+
+def test_bad_sizes():
+    from ondevice_nlp import pipeline
+    from ondevice_nlp.models import baselines as bl
+
+    with pytest.raises(ValueError, match="unknown bilstm size"):
+        pipeline.model_spec("bilstm").get_size("2mb", None, None)
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        bl.TransformerConfig(100, 30, 1, 4, 8)
+    with pytest.raises(ValueError, match="vocab_size"):
+        bl.build_bilstm(bl.BiLSTMConfig(1, 4, 4), max_tokens=4, num_intents=2, num_tags=3)
+
+
+def test_timing_models_items():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        import make_timing_models as mtm
+    finally:
+        sys.path.pop(0)
+    assert mtm.parse_items(["bilstm:1mb", "transformer:1mb", "base", "pqrnn:1mb"]) == [
+        ("bilstm", "1mb"), ("transformer", "1mb"), ("pnlp_mixer", "base"), ("pqrnn", "1mb")]
+    with pytest.raises(ValueError, match="MODEL:SIZE"):
+        mtm.parse_items(["lstm:1mb"])
+
+
+# --------------------------------------------------------------------------
+# End to end.
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory):
+    from test_pipeline import _make_examples
+
+    root = tmp_path_factory.mktemp("mtop")
+    rng = random.Random(1)
+    d = root / "en"
+    d.mkdir()
+    for split, n in (("train", 240), ("eval", 40), ("test", 40)):
+        (d / f"{split}.txt").write_text("\n".join(_make_examples(rng, n)) + "\n",
+                                        encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("name", ["bilstm", "transformer"])
+def test_build_end_to_end(fixture_data, tmp_path, name):
+    from ondevice_nlp import cli
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    out = tmp_path / name
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(fixture_data),
+                   "--languages", "en", "--model", name, "--size", "tiny", "--out", str(out),
+                   "--epochs", "8", "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2",
+                   "--qat-lr", "1e-3"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == name and m["size"] == "tiny"
+    assert m["model_size_bytes"] == os.path.getsize(out / "model.tflite")
+    k, q, t = (m[x]["en"] for x in ("keras", "keras_qat", "tflite"))
+    assert k["n"] == t["n"] == 40
+    assert k["intent_accuracy"] >= 0.9 and k["exact_match"] >= 0.6, k  # learnable task
+    # 40 utterances: one is 2.5 points. The tiny int8 BiLSTM (16 units) lost 4-5 utterances'
+    # slots against its QAT model (the 1mb one on MTOP en: within 1 point); a known gap.
+    assert abs(t["exact_match"] - q["exact_match"]) <= 0.15, (q, t)
+    assert abs(t["exact_match"] - k["exact_match"]) <= 0.15, (k, t)
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    assert tfl.meta["model"] == name and tfl.meta["projection"]["method"] == "hashid"
+    preds = tfl.predict_batch(["set an alarm for noon", "what is the weather in Oslo",
+                               "send a message to Dana"])
+    assert [p["intent"] for p in preds] == ["CREATE_ALARM", "GET_WEATHER", "SEND_MESSAGE"]
+    assert {"type": "LOCATION", "text": "Oslo"}.items() <= preds[1]["slots"][0].items()
