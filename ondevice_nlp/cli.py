@@ -7,6 +7,7 @@ with a one-line message on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -180,31 +181,42 @@ def main(argv=None) -> int:
 def _build(args) -> int:
     from .pipeline import BuildArgs, build
 
-    _log_to(args.out, "build.log")
-    build(BuildArgs(
-        dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
-        languages=args.languages, out=args.out, model=args.model, size=args.size,
-        max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
-        batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr,
-        weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience,
-        seed=args.seed, max_train_examples=args.max_train_examples,
-        max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
-        resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
-        distill_weight=args.distill_weight))
+    with _log_to(args.out, "build.log"):
+        build(BuildArgs(
+            dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
+            languages=args.languages, out=args.out, model=args.model, size=args.size,
+            max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
+            batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr,
+            weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience,
+            seed=args.seed, max_train_examples=args.max_train_examples,
+            max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
+            resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
+            distill_weight=args.distill_weight))
     return 0
 
 
-def _log_to(folder: str, name: str) -> None:
+@contextlib.contextmanager
+def _log_to(folder: str, name: str):
+    """Copy log records to ``folder/name`` while the block runs.
+
+    The handler is removed afterwards, so a process that runs several builds
+    (tests, tools/make_timing_models.py) writes each one's lines to its own log.
+    """
     os.makedirs(folder, exist_ok=True)
     fh = logging.FileHandler(os.path.join(folder, name), encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(fh)
+    root = logging.getLogger()
+    root.addHandler(fh)
+    try:
+        yield
+    finally:
+        root.removeHandler(fh)
+        fh.close()
 
 
 def _teacher(args) -> int:
     from . import distill
 
-    _log_to(args.out, "teacher.log")
     a = distill.TeacherArgs(
         dataset=args.dataset, data_dir=_data_dir(args.dataset, args.data_dir),
         languages=args.languages, out=args.out,
@@ -213,13 +225,14 @@ def _teacher(args) -> int:
         dropout=args.dropout, patience=args.patience, seed=args.seed,
         max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
         skip_bad_lines=args.skip_bad_lines)
-    if args.teacher_model == "hub":
-        if not args.preset:
-            raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
-        from . import hub_teacher
-        hub_teacher.run_hub_teacher(a, args.preset, args.hub_tokenizer)
-    else:
-        distill.run_teacher(a)
+    if args.teacher_model == "hub" and not args.preset:
+        raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
+    with _log_to(args.out, "teacher.log"):
+        if args.teacher_model == "hub":
+            from . import hub_teacher
+            hub_teacher.run_hub_teacher(a, args.preset, args.hub_tokenizer)
+        else:
+            distill.run_teacher(a)
     return 0
 
 

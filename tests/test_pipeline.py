@@ -266,3 +266,23 @@ def test_unknown_model_or_size_is_a_clear_error(tiny_build, tmp_path, capsys):
                    "--model", "pqrnn", "--size", "huge", "--out", str(tmp_path / "x")])
     assert rc == 2
     assert "unknown pqrnn size 'huge'" in capsys.readouterr().err
+
+
+def test_log_file_gets_only_its_own_build(tmp_path):
+    """Each build's log handler is removed when the build ends (several builds per process)."""
+    import logging
+
+    from ondevice_nlp.cli import _log_to
+
+    log = logging.getLogger("ondevice_nlp.test")
+    handlers = list(logging.getLogger().handlers)
+    with _log_to(str(tmp_path / "a"), "build.log"):
+        log.warning("inside a")
+    with _log_to(str(tmp_path / "b"), "build.log"):
+        log.warning("inside b")
+    log.warning("after both")
+    assert logging.getLogger().handlers == handlers
+    a = (tmp_path / "a" / "build.log").read_text()
+    b = (tmp_path / "b" / "build.log").read_text()
+    assert "inside a" in a and "inside b" not in a and "after both" not in a
+    assert "inside b" in b and "after both" not in b
