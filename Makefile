@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -36,6 +36,15 @@ mtop-all:
 pqrnn-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
 	    --model pqrnn --out runs/pqrnn-en 2>&1 | tee runs/pqrnn-en.log
+
+# Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
+bilstm-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model bilstm --out runs/bilstm-en 2>&1 | tee runs/bilstm-en.log
+
+transformer-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model transformer --out runs/transformer-en 2>&1 | tee runs/transformer-en.log
 
 # Distillation (README "Teacher and distillation"): a ~10 M-parameter pNLP-Mixer teacher on
 # MTOP en writes its soft targets, then the base student trains on them.
