@@ -157,9 +157,9 @@ class FillPaddingWithFirst(L.Layer):
     Why: the int8 ``.tflite`` computes LayerNorm with MEAN, SQUARED_DIFFERENCE
     and RSQRT on per-tensor int8 ranges calibrated over all S rows, padding
     included, and attention / heads never read padding rows, so padding rows
-    only matter through those ranges. The embedding and position rows of
-    padding are near-constant (untrained ids and positions decay), which
-    inflates the RSQRT range; the mixer's fix (``pnlp_mixer._padding_fill``,
+    only matter through those ranges. Left as embedding + position (id 0 and
+    late positions get no gradient), padding rows inflated the RSQRT range
+    (see ``build_transformer``); the mixer's fix (``pnlp_mixer._padding_fill``,
     +1/-1 on padding) set the first LayerNorm's variance range to [0, 1] here,
     while real tokens' variance is ~0.002 (embedding std ~0.04): 2-bit
     variances, a 41% relative error on the first LayerNorm's output on MTOP en
