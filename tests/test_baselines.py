@@ -229,3 +229,82 @@ def test_build_end_to_end(fixture_data, tmp_path, name):
                                "send a message to Dana"])
     assert [p["intent"] for p in preds] == ["CREATE_ALARM", "GET_WEATHER", "SEND_MESSAGE"]
     assert {"type": "LOCATION", "text": "Oslo"}.items() <= preds[1]["slots"][0].items()
+
+
+def test_fill_padding_with_first():
+    """Real rows pass unchanged, padding rows become row 0 (inputs [B, L, d], [B, L, 1])."""
+    from ondevice_nlp.models.baselines import FillPaddingWithFirst
+
+    x = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    mask3 = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], np.float32)[:, :, None]
+    out = FillPaddingWithFirst()([x, mask3]).numpy()
+    np.testing.assert_array_equal(out[0], [x[0, 0], x[0, 1], x[0, 0], x[0, 0]])
+    np.testing.assert_array_equal(out[1], [x[1, 0], x[1, 1], x[1, 2], x[1, 0]])
+
+
+def test_transformer_padding_rows_copy_first_token_and_get_no_attention():
+    """Every layer's padding rows equal row 0 (so no int8 range is set by padding), and
+    attention gives such padding keys (copies of key 0) weight e^-MASK_BIAS of key 0's at
+    most: real rows ignore what padding values hold. (The bias is bounded, 16, to keep the
+    int8 score range small; a padding key scoring 16 above the real ones would leak.)"""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ondevice_nlp import ops, pipeline
+    from ondevice_nlp.models.baselines import MASK_BIAS, MaskedAttention
+
+    spec = pipeline.model_spec("transformer")
+    sz = spec.get_size("tiny", None, None)
+    model = spec.build(sz, dynamic=False, num_intents=3, num_tags=5)
+    f, m, _ = ops.projection(tf.constant([b"set an alarm for 8pm", b"call mom"]),
+                             tf.constant(sz.projection.to_vector()))
+    names = ["l0_attn_ln", "l0_attention", "l0_ffn_res", "final_ln"]
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    pad = m.numpy() == 0
+    for name, out in zip(names, sub({"features": f, "mask": m})):
+        out = out.numpy()
+        first = np.broadcast_to(out[:, :1], out.shape)
+        np.testing.assert_allclose(out[pad], first[pad], atol=1e-6, err_msg=name)
+
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=(2, 6, 8)).astype(np.float32) for _ in range(3))
+    mask = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)
+    att = MaskedAttention(2)
+    pad = mask == 0
+    k = np.where(pad[:, :, None], k[:, :1], k)  # padding keys copy key 0, as in the model
+    v2 = np.where(pad[:, :, None], np.float32(-50.0), v)  # large padding values
+    a, b = att([q, k, v, mask]).numpy(), att([q, k, v2, mask]).numpy()
+    # at most 3 padding keys of weight <= e^-16 each, times values 50 away: below 2e-5
+    assert np.abs(a - b).max() < 3 * np.exp(-MASK_BIAS) * 60  # real and padding queries
+
+
+
+def test_transformer_int8_follows_keras():
+    """The int8 .tflite of a (random-init) tiny transformer stays close to its Keras model.
+
+    Real-token slot logits: relative error 0.13 with padding rows copying the first token,
+    0.57 with the +1/-1 padding fill, whose unit-variance padding rows set the first int8
+    LayerNorm's variance range far above real tokens' (embedding std ~0.03).
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ondevice_nlp import ops, pipeline
+    from ondevice_nlp.export import convert_int8
+
+    spec = pipeline.model_spec("transformer")
+    sz = spec.get_size("tiny", None, None)
+    keras.utils.set_random_seed(0)
+    model = spec.build(sz, dynamic=False, num_intents=4, num_tags=7)
+    words = ("set an alarm for 8pm call mom what is the weather in paris send a message to "
+             "dana tomorrow please remind me to buy milk").split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 12))).encode() for _ in range(120)]
+    buf = convert_int8(model, sz.projection, texts[:80], {"model": "transformer"})
+    out = ops.make_interpreter(model_content=buf).get_signature_runner("serving_default")(
+        text=np.array(texts[80:], dtype=object))
+    f, m, _ = ops.projection(tf.constant(texts[80:]), tf.constant(sz.projection.to_vector()))
+    _, slots = model({"features": f, "mask": m})
+    real = m.numpy() > 0
+    want, got = slots.numpy()[real], out["slot_logits"][real]
+    assert np.linalg.norm(want - got) / np.linalg.norm(want) < 0.25

@@ -18,7 +18,8 @@ and intent logits from attention pooling (``pnlp_mixer._attention_pool_intent``)
   layers (Vaswani et al. 2017, arXiv:1706.03762; pre-LN as in Xiong et al.
   2020, arXiv:2002.04745) with self-attention masked to real keys (additive
   logit penalty ``MASK_BIAS`` on padding keys) -> final LayerNorm -> heads;
-  padding rows get ``pnlp_mixer._padding_fill`` (see there: int8 LayerNorm ranges).
+  padding rows start as a copy of the first token's row (``FillPaddingWithFirst``),
+  so every int8 range is set by real-token statistics.
 
 Inputs of both: ``features`` float32 [B, L, 1] (token ids) and ``mask`` float32
 [B, L]; outputs: ``intent`` float32 [B, C] and ``slots`` float32 [B, L, K]
@@ -34,7 +35,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
-from .pnlp_mixer import MASK_BIAS, _attention_pool_intent, _padding_fill
+from .pnlp_mixer import MASK_BIAS, _attention_pool_intent
 
 L = keras.layers
 
@@ -146,6 +147,33 @@ class PositionEmbedding(L.Layer):
         return {**super().get_config(), "max_len": self.max_len}
 
 
+class FillPaddingWithFirst(L.Layer):
+    """Padding rows replaced by the first token's row: ``x * m + x[:, :1] * (1 - m)``.
+
+    Inputs ``[x, mask3]``: x float32 [B, L, d] (embeddings + positions), mask3
+    float32 [B, L, 1] (1.0 real; real tokens first). Output float32 [B, L, d]:
+    real rows unchanged, each padding row equal to row 0 (the first real token).
+
+    Why: the int8 ``.tflite`` computes LayerNorm with MEAN, SQUARED_DIFFERENCE
+    and RSQRT on per-tensor int8 ranges calibrated over all S rows, padding
+    included, and attention / heads never read padding rows, so padding rows
+    only matter through those ranges. Left as embedding + position (id 0 and
+    late positions get no gradient), padding rows inflated the RSQRT range
+    (see ``build_transformer``); the mixer's fix (``pnlp_mixer._padding_fill``,
+    +1/-1 on padding) set the first LayerNorm's variance range to [0, 1] here,
+    while real tokens' variance is ~0.002 (embedding std ~0.04): 2-bit
+    variances, a 41% relative error on the first LayerNorm's output on MTOP en
+    (TFLite 25.2 EM against 28.6 for the QAT Keras model). A copy of a real row
+    has real-token statistics, and since padding keys are masked every padding
+    row stays an exact copy of row 0 through all layers, so no range anywhere
+    is set by padding. Builtin TFLite ops only (STRIDED_SLICE, MUL, SUB, ADD).
+    """
+
+    def call(self, inputs):
+        x, mask3 = inputs
+        return x * mask3 + x[:, :1] * (1.0 - mask3)
+
+
 class MaskedAttention(L.Layer):
     """Scaled dot-product attention over heads, padding keys masked.
 
@@ -153,6 +181,12 @@ class MaskedAttention(L.Layer):
     (1.0 real). Output float32 [B, L, d]: per head h of width d/heads,
     ``softmax(q_h k_h^T / sqrt(d/heads) + MASK_BIAS * (mask - 1)) v_h``,
     heads concatenated (Vaswani et al. 2017, Sec. 3.2).
+
+    The mask bias is bounded on purpose (``MASK_BIAS`` = 16, not -1e9): the
+    int8 ``.tflite`` quantizes the masked score tensor per tensor, so the
+    bias's size sets its resolution (MTOP en smoke run: range [-19, 6], steps
+    of 0.1). It masks exactly enough because padding keys are copies of key 0
+    (``FillPaddingWithFirst``): their weight is at most e^-16 of key 0's.
     """
 
     def __init__(self, num_heads: int, **kwargs):
@@ -179,7 +213,7 @@ class MaskedAttention(L.Layer):
 
 
 CUSTOM_OBJECTS = {c.__name__: c for c in (TokenIds, ReverseTokens, PositionEmbedding,
-                                          MaskedAttention)}
+                                          FillPaddingWithFirst, MaskedAttention)}
 
 
 def _inputs(max_tokens: int | None):
@@ -255,10 +289,11 @@ def build_transformer(cfg: TransformerConfig, *, max_tokens: int, num_intents: i
     ids = TokenIds(name="token_ids")(feats)
     x = L.Embedding(cfg.vocab_size, cfg.hidden, name="embedding")(ids)
     x = PositionEmbedding(max_tokens, name="positions")(x)
-    # Unit-variance padding rows (attention never reads them): near-constant ones gave the
-    # int8 LayerNorm an RSQRT range that left real tokens no resolution (TFLite intent
-    # accuracy 7.6% against 59.6% for the QAT Keras model on an MTOP en smoke run).
-    x = L.Add(name="pad_fill_add")([x, _padding_fill(mask3, cfg.hidden)])
+    # Padding rows copy the first token (attention never reads them; see the layer): with
+    # near-constant padding rows the int8 LayerNorm's RSQRT range left real tokens no
+    # resolution (TFLite intent accuracy 7.6% against 59.6% for the QAT Keras model on an
+    # MTOP en smoke run), with +1/-1 ones (pnlp_mixer._padding_fill) its variance range did.
+    x = FillPaddingWithFirst(name="pad_fill")([x, mask3])
     if cfg.dropout:
         x = L.Dropout(cfg.dropout, name="embed_dropout")(x)
     for i in range(cfg.num_layers):
