@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -36,6 +36,10 @@ mtop-all:
 pqrnn-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
 	    --model pqrnn --out runs/pqrnn-en 2>&1 | tee runs/pqrnn-en.log
+
+pqrnn-2mb-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
+	    --model pqrnn --size 2mb --out runs/pqrnn-2mb-en 2>&1 | tee runs/pqrnn-2mb-en.log
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
