@@ -42,7 +42,7 @@ What ``check`` proves (exit status 1 when anything differs):
    (core + TFLite kernel behind a fake interpreter, no TensorFlow) runs under
    qemu in ``checksum`` mode on a corpus (the benchmark's multi-script sample,
    random bytes, invalid UTF-8) for MinHash and ternary configs with window 0
-   and 1; its checksums must equal those of the NumPy reference
+   and 1, MinHash with token shape features and a hashid config; its checksums must equal those of the NumPy reference
    (``ondevice_nlp.projection_ref``) computed on x86.
 2. **Models**: each model (``.tflite`` with our op; ``check`` with no model
    builds a float and an int8 test model) and its projection-only slice run in
@@ -356,7 +356,9 @@ def check_core(cache: Path, driver: Path) -> list[dict]:
     for cfg in (ProjectionConfig("minhash", 1024, 64, 0, 64, 0),
                 ProjectionConfig("minhash", 256, 16, 1, 32, 7),
                 ProjectionConfig("ternary", 128, 1, 0, 64, 3),
-                ProjectionConfig("ternary", 64, 1, 1, 16, 0)):
+                ProjectionConfig("ternary", 64, 1, 1, 16, 0),
+                ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1),
+                ProjectionConfig("hashid", 8000, 1, 0, 64, 0)):
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
             f.write(cfg.to_vector().tobytes() + _string_buffer(texts))
         try:
