@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -40,6 +40,10 @@ pqrnn-en:
 pqrnn-2mb-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
 	    --model pqrnn --size 2mb --out runs/pqrnn-2mb-en 2>&1 | tee runs/pqrnn-2mb-en.log
+
+massive-en:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset massive --data-dir $(DATA)/massive --languages en \
+	    --model pnlp_mixer --out runs/massive-en 2>&1 | tee runs/massive-en.log
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
