@@ -425,9 +425,8 @@ def run_teacher(a: TeacherArgs) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
-    from . import tagging
     from . import train as T
-    from .pipeline import _average, load_splits, model_spec
+    from .pipeline import _average, model_spec, prepare_data
 
     if a.model not in TEACHER_MODELS:
         raise ValueError(f"unknown teacher model {a.model!r}; available: {TEACHER_MODELS}")
@@ -439,13 +438,9 @@ def run_teacher(a: TeacherArgs) -> dict:
     size = spec.get_size(a.size, None, a.dropout)
     proj = size.projection
     S = proj.max_tokens
-    splits, train_ex = load_splits(a)
-    labels = T.Labels.from_examples(train_ex)
-    enc = T.encode(train_ex, labels, S)
-    labels.transitions = tagging.observed_transitions(
-        (tags[:int(m.sum())] for tags, m in zip(enc.tags, enc.mask)), len(labels.tags))
-    evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
-    tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
+    data = prepare_data(a, S)
+    train_ex, labels, enc = data.train_ex, data.labels, data.enc_train
+    evals, tests = data.evals, data.tests
     model = spec.build(size, num_intents=len(labels.intents), num_tags=len(labels.tags),
                        dynamic=True)
     n_params = int(model.count_params())

@@ -158,7 +158,7 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
     from . import train as T
     from .distill import write_teacher
     from .metrics import evaluate
-    from .pipeline import _average, load_splits
+    from .pipeline import _average, prepare_data
 
     t0 = time.time()
     keras.utils.set_random_seed(a.seed)
@@ -168,11 +168,9 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
                                     "(nothing can be downloaded: copy a preset folder here)")
         backbone = keras_hub.models.Backbone.from_preset(preset)
     tokenizer = load_tokenizer(preset, tokenizer_file)
-    splits, train_ex = load_splits(a)
-    labels = T.Labels.from_examples(train_ex)
-    enc = T.encode(train_ex, labels, max_tokens)
-    labels.transitions = tagging.observed_transitions(
-        (tags[:int(m.sum())] for tags, m in zip(enc.tags, enc.mask)), len(labels.tags))
+    data = prepare_data(a, max_tokens)
+    train_ex, labels, enc = data.train_ex, data.labels, data.enc_train
+    allowed = labels.allowed_transitions()
     model = build_hub_model(backbone, len(labels.intents), len(labels.tags))
     n_params = int(model.count_params())
     log.info("hub teacher %s: %d parameters; %d training examples", type(backbone).__name__,
@@ -190,7 +188,6 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
 
     def predict(examples, e):
         il, sl = model.predict(inputs(examples), batch_size=64, verbose=0)
-        allowed = labels.allowed_transitions()
         tag_ids = np.zeros(e.tags.shape, np.int64)
         for i, offs in enumerate(e.offsets):
             tag_ids[i, :len(offs)] = tagging.viterbi_bio(sl[i, :len(offs)], allowed)
@@ -198,8 +195,8 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
 
     def score(split):
         out = {}
-        for lang, ex in splits[split].items():
-            pi, ps = predict(ex, T.encode(ex, labels, max_tokens))[2]
+        for lang, (ex, e) in (data.evals if split == "eval" else data.tests).items():
+            pi, ps = predict(ex, e)[2]
             out[lang] = evaluate(ex, pi, ps)
         out["average"] = _average(out)
         return out

@@ -180,6 +180,49 @@ def load_splits(a) -> tuple[dict, list]:
     return splits, train_ex
 
 
+@dataclasses.dataclass
+class Prepared:
+    """The data of one run, encoded for S tokens (``prepare_data``).
+
+    ``splits``: {split: {language: [Example]}}; ``train_ex``: the training
+    examples of all languages; ``labels``: ``train.Labels`` with the tag
+    transitions seen in training; ``enc_train``: ``train.Encoded`` of
+    ``train_ex``; ``evals`` / ``tests``: {language: (examples, Encoded)}.
+    """
+
+    splits: dict
+    train_ex: list
+    labels: object
+    enc_train: object
+    evals: dict
+    tests: dict
+
+
+def prepare_data(a, S: int) -> Prepared:
+    """Load ``a``'s splits (``load_splits``), build the label vocabularies from
+    the training set, encode every split for S tokens and record the BIO tag
+    transitions seen in training (``tagging.observed_transitions``), for
+    ``build`` and the teacher commands alike.
+
+    Raises:
+      FileNotFoundError / DataError: missing or malformed dataset files.
+      ValueError: no training examples.
+    """
+    from . import train as T
+
+    splits, train_ex = load_splits(a)
+    labels = T.Labels.from_examples(train_ex)
+    enc_train = T.encode(train_ex, labels, S)
+    log.info("slots covering no token (cut by max_tokens=%d): %d", S, enc_train.n_uncovered_slots)
+    labels.transitions = tagging.observed_transitions(
+        (tags[:int(m.sum())] for tags, m in zip(enc_train.tags, enc_train.mask)), len(labels.tags))
+    log.info("tag transitions seen in training: %d of %d", int(labels.transitions.sum()),
+             labels.transitions.size)
+    evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
+    tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
+    return Prepared(splits, train_ex, labels, enc_train, evals, tests)
+
+
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -210,20 +253,12 @@ def build(a: BuildArgs) -> dict:
     proj = size.projection
     S = proj.max_tokens
 
-    splits, train_ex = load_splits(a)
-    labels = T.Labels.from_examples(train_ex)
+    data = prepare_data(a, S)
+    splits, train_ex, labels = data.splits, data.train_ex, data.labels
+    enc_train, evals, tests = data.enc_train, data.evals, data.tests
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
              len(train_ex), ", ".join(f"{k}={len(v)}" for k, v in splits["train"].items()),
              len(labels.intents), len(labels.tags), S, proj.feature_size, size.window)
-
-    enc_train = T.encode(train_ex, labels, S)
-    log.info("slots covering no token (cut by max_tokens=%d): %d", S, enc_train.n_uncovered_slots)
-    labels.transitions = tagging.observed_transitions(
-        (tags[:int(m.sum())] for tags, m in zip(enc_train.tags, enc_train.mask)), len(labels.tags))
-    log.info("tag transitions seen in training: %d of %d", int(labels.transitions.sum()),
-             labels.transitions.size)
-    evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
-    tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
     soft, losses, teacher = None, None, None
     if a.teacher:  # knowledge distillation: soft targets ride along with each example
         from . import distill

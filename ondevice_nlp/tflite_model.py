@@ -214,6 +214,9 @@ class TFLiteModel:
                 raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
                                      f"{ops.explain_interpreter_error(e)}") from e
             self._local.interp, self._local.runner = interp, runner
+            # > 0: the file's fixed input batch (the BiLSTM's 1), which run() feeds in pieces
+            self._local.fixed_batch = int(
+                runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
         return runner
 
     def _check_signature(self, runner) -> None:
@@ -244,7 +247,7 @@ class TFLiteModel:
         runner = self._runner()
         from . import ops
         try:
-            fixed = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+            fixed = self._local.fixed_batch
             if fixed > 0 and arr.size != fixed:  # a fixed-batch model (the BiLSTM): in pieces
                 parts = [runner(text=arr[i:i + fixed]) for i in range(0, arr.size, fixed)]
                 out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
