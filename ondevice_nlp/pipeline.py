@@ -72,6 +72,7 @@ class ModelSpec:
     # True: train.quantize_aware annotates every layer tfmot knows; False: only the layers
     # prepare_qat annotated get QAT (the rest is ranged by the converter's calibration).
     annotate_all: bool = True
+    custom_objects: dict | None = None  # the model's layer classes, for tfmot's clone
     export_batch_size: int | None = None  # fixed batch of the .tflite input (None: any)
 
 
@@ -144,6 +145,7 @@ def model_spec(name: str) -> ModelSpec:
         # TFLite fuses each Keras LSTM into UNIDIRECTIONAL_SEQUENCE_LSTM only at a fixed batch.
         return ModelSpec("1mb", size_for, build, bl.copy_weights,
                          bl.annotate_for_qat, annotate_all=False,
+                         custom_objects=bl.CUSTOM_OBJECTS,
                          export_batch_size=1 if name == "bilstm" else None)
     raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
 
@@ -313,7 +315,8 @@ def build(a: BuildArgs) -> dict:
     spec.copy_weights(model, static)
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
-    qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all)
+    qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all,
+                           custom_objects=spec.custom_objects)
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                                   soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))

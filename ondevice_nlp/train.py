@@ -417,7 +417,8 @@ def annotate_layers(model: keras.Model, kinds: tuple) -> keras.Model:
     return out
 
 
-def quantize_aware(model: keras.Model, annotate_all: bool = True) -> keras.Model:
+def quantize_aware(model: keras.Model, annotate_all: bool = True,
+                   custom_objects: dict | None = None) -> keras.Model:
     """Wrap a float model for QAT with tfmot's default 8-bit scheme.
 
     Dense/Conv1D weights get 8-bit fake quantization and layer outputs
@@ -428,7 +429,8 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True) -> keras.Model
     quantized activation output). Returns a new model holding the float model's weights.
 
     With ``annotate_all=False`` the model's own annotations (``annotate_layers``)
-    are applied as they are and no other layer is annotated.
+    are applied as they are and no other layer is annotated; ``custom_objects``
+    names the model's own layer classes for tfmot's clone of it.
     """
     qk = tfmot.quantization.keras
     annotate = (keras.layers.LayerNormalization, keras.layers.Dot, keras.layers.Rescaling,
@@ -446,8 +448,7 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True) -> keras.Model
     scope = {"OutputQuantizeConfig": OutputQuantizeConfig,
              "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig}
     if not annotate_all:
-        from .models.baselines import CUSTOM_OBJECTS
-        with qk.quantize_scope({**scope, **CUSTOM_OBJECTS}):
+        with qk.quantize_scope({**scope, **(custom_objects or {})}):
             return qk.quantize_apply(model)
     annotated = keras.models.clone_model(model, clone_function=clone_fn)
     annotated.set_weights(model.get_weights())
