@@ -322,8 +322,8 @@ def annotate_for_qat(model: keras.Model) -> keras.Model:
     """Copy of ``model`` with only its Dense layers annotated for tfmot QAT.
 
     Used with ``train.quantize_aware(..., annotate_all=False,
-    custom_objects=CUSTOM_OBJECTS)``: tfmot's LSTM rule fake-quantizes weights in a way the TFLite LSTM conversion does not
-    follow, and it has no rule for the custom layers (ids, reversal,
+    custom_objects=CUSTOM_OBJECTS)``: tfmot's LSTM rule fake-quantizes weights
+    in a way the TFLite LSTM conversion does not follow, and it has no rule for the custom layers (ids, reversal,
     attention), so those keep float weights during QAT and the converter's
     calibration on the representative texts sets their int8 ranges.
     """
