@@ -204,7 +204,8 @@ def prepare_data(a, S: int) -> Prepared:
     """Load ``a``'s splits (``load_splits``), build the label vocabularies from
     the training set, encode every split for S tokens and record the BIO tag
     transitions seen in training (``tagging.observed_transitions``), for
-    ``build`` and the teacher commands alike.
+    ``build`` and the teacher commands alike, and the tags each intent uses
+    (``tagging.intent_slot_tags``) for joint decoding.
 
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
@@ -220,6 +221,7 @@ def prepare_data(a, S: int) -> Prepared:
         (tags[:int(m.sum())] for tags, m in zip(enc_train.tags, enc_train.mask)), len(labels.tags))
     log.info("tag transitions seen in training: %d of %d", int(labels.transitions.sum()),
              labels.transitions.size)
+    labels.intent_tags = tagging.intent_slot_tags(train_ex, labels.intents, labels.tags)
     evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
     return Prepared(splits, train_ex, labels, enc_train, evals, tests)

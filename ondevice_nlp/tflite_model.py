@@ -14,6 +14,9 @@ change, ``slot_logits`` float32 [B, S, K] (the int8 slot scores, dequantized).
 Decoding: when ``slot_logits`` is present, slots come from the best valid IOB2
 tag sequence over each utterance's tokens (``tagging.viterbi_bio``, O(S K^2)
 per utterance, about 20 lines to port to an app); otherwise from ``slot_tags``.
+Files with ``labels.intent_tags`` in their metadata (bool [I, K], packed bits)
+choose the intent and the tags together (``tagging.joint_decode``: Viterbi for
+each of the top-3 intents over the tags that intent was trained with).
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ class TFLiteModel:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
         self.intents, self.tags = _check_labels(self.meta, self.path)
-        from .tagging import bio_allowed_transitions, unpack_transitions
+        from .tagging import bio_allowed_transitions, unpack_bits, unpack_transitions
         seen = self.meta["labels"].get("transitions")
         field = "labels.tags"
         try:
@@ -187,6 +190,11 @@ class TFLiteModel:
                 seen = unpack_transitions(seen, len(self.tags))
             field = "labels.tags"
             self.allowed = bio_allowed_transitions(self.tags, seen)
+            self.intent_tags = None  # files since joint decoding (see tagging.joint_decode)
+            if self.meta["labels"].get("intent_tags") is not None:
+                field = "labels.intent_tags"
+                self.intent_tags = unpack_bits(self.meta["labels"]["intent_tags"],
+                                               (len(self.intents), len(self.tags)), "intent tag mask")
         except ValueError as e:
             raise ModelFileError(f"{self.path}: metadata field {field!r}: {e}; the file is "
                                  "corrupt") from None
@@ -268,12 +276,14 @@ class TFLiteModel:
     def decode_batch(self, texts: Sequence) -> list[tuple[str, float, list]]:
         """Run a batch and decode it: per text (intent, its probability, list of Slot).
 
-        Slots are BIO-decoded from the model's slot logits (constrained IOB2
-        Viterbi, see the module doc) or, in older files, its argmax tags, with
-        character offsets into the text (for bytes input: into
-        ``bytes.decode("utf-8", "surrogateescape")``).
+        Intent and slots are decoded together from the intent probabilities and
+        slot logits (``tagging.joint_decode``: each of the top-3 intents with
+        constrained IOB2 Viterbi over the tags it was trained with), or, in files
+        without ``labels.intent_tags``, the argmax intent and constrained Viterbi
+        over all tags (older files yet: the argmax tags), with character offsets
+        into the text (for bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
         """
-        from .tagging import bio_to_spans, byte_to_char_offsets, viterbi_bio
+        from .tagging import bio_to_spans, byte_to_char_offsets, joint_decode
 
         out = self.run(texts)
         results = []
@@ -282,13 +292,13 @@ class TFLiteModel:
             n = int(round(float(out["token_mask"][i].sum())))
             offs = byte_to_char_offsets(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]],
                                         lambda ch: len(_char_bytes(ch)))
-            if SLOT_LOGITS in out:
-                ids = viterbi_bio(out[SLOT_LOGITS][i][:n], self.allowed)
-            else:
-                ids = out["slot_tags"][i][:n]
-            tags = [self.tags[int(k)] for k in ids]
             probs = out["intent_probs"][i]
-            k = int(np.argmax(probs))
+            if SLOT_LOGITS in out:
+                k, ids = joint_decode(probs, out[SLOT_LOGITS][i][:n], self.allowed,
+                                      self.intent_tags)
+            else:
+                k, ids = int(np.argmax(probs)), out["slot_tags"][i][:n]
+            tags = [self.tags[int(j)] for j in ids]
             results.append((self.intents[k], float(probs[k]), bio_to_spans(offs, tags)))
         return results
 

@@ -38,12 +38,15 @@ class Labels:
 
     ``transitions``: optional bool [K + 1, K] of tag transitions seen in the
     training data (``tagging.observed_transitions``); decoding then allows only
-    those (and IOB2-valid) transitions.
+    those (and IOB2-valid) transitions. ``intent_tags``: optional bool [I, K], the
+    tags each intent may use (``tagging.intent_slot_tags`` of the training
+    set); decoding then chooses intent and tags jointly (``tagging.joint_decode``).
     """
 
     intents: list[str]
     tags: list[str]
     transitions: np.ndarray | None = None
+    intent_tags: np.ndarray | None = None
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example]) -> "Labels":
@@ -56,6 +59,8 @@ class Labels:
         out = {"intents": self.intents, "tags": self.tags}
         if self.transitions is not None:
             out["transitions"] = tagging.pack_transitions(self.transitions)
+        if self.intent_tags is not None:
+            out["intent_tags"] = tagging.pack_bits(self.intent_tags)
         return out
 
     def allowed_transitions(self) -> np.ndarray:
@@ -207,26 +212,36 @@ def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
 
 
 def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256,
-                  allowed: np.ndarray | None = None):
+                  allowed: np.ndarray | None = None, intent_tags: np.ndarray | None = None):
     """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int64).
 
-    Tags are the per-token argmax, or with ``allowed`` (bool [K + 1, K], see
-    ``Labels.allowed_transitions``) the best valid IOB2 sequence over each
-    utterance's tokens (``tagging.viterbi_bio``), as ``TFLiteModel`` decodes.
-    A dynamic-length model sees the utterances sorted by token count, in batches
-    cut to their longest utterance; results come back in the input order.
+    Intents are the argmax and tags the per-token argmax, or with ``allowed``
+    (bool [K + 1, K], see ``Labels.allowed_transitions``) the best valid IOB2
+    sequence over each utterance's tokens (``tagging.viterbi_bio``), and with
+    ``intent_tags`` too (bool [I, K], ``Labels.intent_tags``) the best intent
+    and tag sequence chosen together (``tagging.joint_decode``), as
+    ``TFLiteModel`` decodes. A dynamic-length model sees the utterances sorted
+    by token count, in batches cut to their longest utterance; results come
+    back in the input order.
     """
     S, n = proj.max_tokens, len(enc.texts)
     ints = np.zeros((n,), np.int64)
     tags = np.zeros((n, S), np.int64)
     for rows, il, scores in iter_logits(model, enc, proj, batch_size):
         ints[rows] = np.argmax(il, -1)
+        if allowed is not None and intent_tags is not None:
+            probs = np.exp(il - il.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
         for j, row in enumerate(rows):
             if allowed is None:
                 tags[row, :scores.shape[1]] = np.argmax(scores[j], -1)
-            else:
-                n_tok = len(enc.offsets[row])
+                continue
+            n_tok = len(enc.offsets[row])
+            if intent_tags is None:
                 tags[row, :n_tok] = tagging.viterbi_bio(scores[j, :n_tok], allowed)
+            else:
+                ints[row], tags[row, :n_tok] = tagging.joint_decode(
+                    probs[j], scores[j, :n_tok], allowed, intent_tags)
     return ints, tags
 
 
@@ -255,10 +270,12 @@ def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Lab
                    proj: ProjectionConfig) -> dict:
     """Intent accuracy, slot F1, exact match of the Keras model on examples.
 
-    Slots come from constrained IOB2 Viterbi decoding of the slot logits, as
-    for the exported ``.tflite`` (``TFLiteModel.decode_batch``).
+    Intent and slots come from joint, constrained IOB2 Viterbi decoding of the
+    logits (``keras_predict``), as for the exported ``.tflite``
+    (``TFLiteModel.decode_batch``).
     """
-    ii, tt = keras_predict(model, enc, proj, allowed=labels.allowed_transitions())
+    ii, tt = keras_predict(model, enc, proj, allowed=labels.allowed_transitions(),
+                           intent_tags=labels.intent_tags)
     pi, ps = decode_predictions(enc, labels, ii, tt)
     return evaluate(list(examples), pi, ps)
 

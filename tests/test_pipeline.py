@@ -111,6 +111,17 @@ def test_tflite_predictions_equal_keras(tiny_build):
             for t, k in zip(viterbi_bio(res["slot_logits"][i][:len(offs)], tfl.allowed),
                             k_vit[i, :len(offs)])]
     assert np.mean(same) >= 0.95
+    # ... and so does the joint intent + slot decoding, with the intent -> tags
+    # table the file carries (the slot types each intent had in training)
+    train = load_dataset("mtop", str(root), ["en"], "train")["en"]
+    from ondevice_nlp.tagging import intent_slot_tags
+    np.testing.assert_array_equal(tfl.intent_tags,
+                                  intent_slot_tags(train, tfl.intents, tfl.tags))
+    k_ji, k_jt = T.keras_predict(qat, enc, proj, allowed=tfl.allowed, intent_tags=tfl.intent_tags)
+    decoded = tfl.decode_batch([e.text for e in test])
+    assert np.mean([tfl.intents[int(i)] == d[0] for i, d in zip(k_ji, decoded)]) >= 0.95
+    spans = T.decode_predictions(enc, labels, k_ji, k_jt)[1]
+    assert np.mean([list(a) == list(d[2]) for a, d in zip(spans, decoded)]) >= 0.9
     keras.backend.clear_session()
 
 

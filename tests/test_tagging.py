@@ -1,5 +1,5 @@
 """Tests for ondevice_nlp.tagging: BIO label sets, span <-> BIO conversion, byte offsets,
-constrained Viterbi decoding."""
+constrained Viterbi decoding, joint intent and slot decoding."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from ondevice_nlp.data import Slot
+from ondevice_nlp.data import Example
 from ondevice_nlp.tagging import (bio_allowed_transitions, bio_labels, bio_to_spans,
-                                  byte_to_char_offsets, observed_transitions, pack_transitions,
-                                  spans_to_bio, unpack_transitions, viterbi_bio)
+                                  byte_to_char_offsets, intent_slot_tags, joint_decode,
+                                  observed_transitions, pack_bits, pack_transitions,
+                                  spans_to_bio, unpack_bits, unpack_transitions, viterbi_bio)
 
 
 def whitespace_offsets(text: str) -> list[tuple[int, int]]:
@@ -222,3 +224,103 @@ def test_transition_masks_round_trip_through_metadata_text():
         unpack_transitions(pack_transitions(np.zeros((6, 5), bool)), 6)
     with pytest.raises(ValueError, match="base64"):
         unpack_transitions("not base64!", 5)
+
+
+# ---- joint intent + slot decoding ----
+
+JOINT_TAGS = ["O", "B-date", "I-date", "B-dish", "I-dish"]
+
+
+def _joint_fixture():
+    train = [Example("wake me at 7", "en", "alarm", (Slot("date", 11, 12),)),
+             Example("cook pasta", "en", "recipe", (Slot("dish", 5, 10),)),
+             Example("hello", "en", "greet", ())]
+    intents = ["alarm", "greet", "recipe"]
+    return intents, intent_slot_tags(train, intents, JOINT_TAGS)
+
+
+def test_intent_slot_tags_from_training_examples():
+    intents, it = _joint_fixture()
+    assert it.shape == (3, 5) and it.dtype == bool
+    assert it[:, 0].all()                                   # O for every intent
+    assert it[0].tolist() == [True, True, True, False, False]   # alarm: date only
+    assert it[1].tolist() == [True, False, False, False, False]  # greet: no slots
+    assert it[2].tolist() == [True, False, False, True, True]    # recipe: dish only
+    # an intent never seen in training allows only O
+    assert intent_slot_tags([], ["x"], JOINT_TAGS).tolist() == [[True] + [False] * 4]
+
+
+def test_joint_decode_without_intent_tags_is_argmax_plus_viterbi():
+    rng = np.random.default_rng(0)
+    allowed = bio_allowed_transitions(JOINT_TAGS)
+    for _ in range(50):
+        probs, scores = rng.dirichlet(np.ones(3)), rng.normal(size=(4, 5))
+        k, ids = joint_decode(probs, scores, allowed, None)
+        assert k == int(np.argmax(probs))
+        assert ids.tolist() == viterbi_bio(scores, allowed).tolist()
+
+
+def test_joint_decode_keeps_slots_consistent_with_the_intent():
+    intents, it = _joint_fixture()
+    allowed = bio_allowed_transitions(JOINT_TAGS)
+    # token 2 looks most like a dish, but the intent is surely "alarm": the dish
+    # tags are not allowed with it, so the next best alarm tag (B-date) wins
+    probs = np.array([0.9, 0.05, 0.05])
+    scores = np.log(np.array([[0.9, 0.025, 0.025, 0.025, 0.025],
+                              [0.2, 0.3, 0.01, 0.48, 0.01]]))
+    k, ids = joint_decode(probs, scores, allowed, it)
+    assert intents[k] == "alarm" and ids.tolist() == [0, 1]
+    # intent nearly tied, slots decisive: the slot evidence picks the intent
+    probs = np.array([0.40, 0.20, 0.40])
+    scores = np.log(np.array([[0.01, 0.01, 0.01, 0.96, 0.01],
+                              [0.01, 0.01, 0.01, 0.01, 0.96]]))
+    k, ids = joint_decode(probs, scores, allowed, it)
+    assert intents[k] == "recipe" and ids.tolist() == [3, 4]
+    # top_k=1: only the argmax intent is tried (ties go to the lower id: alarm),
+    # and its tags are forced to O / date
+    k, ids = joint_decode(probs, scores, allowed, it, top_k=1)
+    assert intents[k] == "alarm" and set(ids.tolist()) <= {0, 1, 2}
+    # no tokens: the argmax intent
+    k, ids = joint_decode(np.array([0.1, 0.7, 0.2]), np.zeros((0, 5)), allowed, it)
+    assert k == 1 and ids.size == 0
+    # zero probabilities (an int8 softmax) do not produce NaN
+    k, ids = joint_decode(np.array([0.0, 0.0, 1.0]), scores, allowed, it)
+    assert intents[k] == "recipe"
+
+
+def test_joint_decode_maximises_the_joint_score_by_brute_force():
+    intents, it = _joint_fixture()
+    allowed = bio_allowed_transitions(JOINT_TAGS)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        probs = rng.dirichlet(np.ones(3))
+        scores = rng.normal(size=(3, 5)) * 3
+        logp = scores - np.log(np.exp(scores).sum(-1, keepdims=True))
+        best = -np.inf
+        for k in range(3):
+            for seq in itertools.product(range(5), repeat=3):
+                ok = all(it[k, t] for t in seq) and allowed[-1, seq[0]] and all(
+                    allowed[a, b] for a, b in zip(seq, seq[1:]))
+                if ok:
+                    best = max(best, np.log(probs[k]) + logp[np.arange(3), seq].sum())
+        k, ids = joint_decode(probs, scores, allowed, it, top_k=3)
+        got = np.log(probs[k]) + logp[np.arange(3), ids].sum()
+        assert got == pytest.approx(best)
+
+
+def test_joint_decode_rejects_bad_shapes():
+    _, it = _joint_fixture()
+    allowed = bio_allowed_transitions(JOINT_TAGS)
+    with pytest.raises(ValueError, match="intent_tags"):
+        joint_decode(np.ones(4) / 4, np.zeros((2, 5)), allowed, it)
+    with pytest.raises(ValueError, match="top_k"):
+        joint_decode(np.ones(3) / 3, np.zeros((2, 5)), allowed, it, top_k=0)
+
+
+def test_bit_masks_round_trip_with_their_shape():
+    rng = np.random.default_rng(5)
+    for shape in ((1, 1), (3, 5), (117, 149)):
+        mask = rng.random(shape) < 0.3
+        np.testing.assert_array_equal(unpack_bits(pack_bits(mask), shape), mask)
+    with pytest.raises(ValueError, match="intent tag mask has"):
+        unpack_bits(pack_bits(np.ones((3, 5), bool)), (30, 5), "intent tag mask")
