@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from .models import ModelSize
 from .models.pnlp_mixer import MixerConfig
 from .projection_ref import ProjectionConfig
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelSize:
-    """A named size: projection settings, bottleneck window and network size."""
-
-    projection: ProjectionConfig
-    window: int
-    mixer: MixerConfig
+__all__ = ["ModelSize", "SIZES", "get_size"]
 
 
 SIZES = {

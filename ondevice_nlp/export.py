@@ -54,11 +54,18 @@ def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[b
                  metadata: dict, batch_size: int | None = None) -> bytes:
     """Convert to an int8 full-integer ``.tflite`` (bytes) with ``metadata`` embedded.
 
-    ``batch_size``: fixed input batch or None (see ``serving_function``).
+    ``batch_size``: None (any batch) or 1, a fixed batch (see ``serving_function``).
+    A fixed batch above 1 is refused: the converter's int8 calibrator fills
+    only the first string of a string input batch (TF 2.21; our op then
+    reports "string buffer holds 1 strings but the tensor shape says B").
 
     Raises:
       RuntimeError: the converter failed (its message is kept).
+      ValueError: ``batch_size`` is neither None nor 1.
     """
+    if batch_size not in (None, 1):
+        raise ValueError(f"batch_size must be None (any batch) or 1, got {batch_size!r}: the "
+                         "TFLite int8 calibrator cannot feed a fixed string batch above 1")
     fn = serving_function(model, proj, batch_size)
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     conv.allow_custom_ops = True

@@ -92,12 +92,12 @@ def model_spec(name: str) -> ModelSpec:
         def size_for(size_name, max_tokens, dropout):
             size = get_size(size_name, max_tokens)
             if dropout is not None:
-                size = dataclasses.replace(size, mixer=dataclasses.replace(
-                    size.mixer, dropout=dropout, feature_dropout=dropout))
+                size = dataclasses.replace(size, net=dataclasses.replace(
+                    size.net, dropout=dropout, feature_dropout=dropout))
             return size
 
         def build(size, *, num_intents, num_tags, dynamic):
-            return pm.build_pnlp_mixer(size.mixer, max_tokens=size.projection.max_tokens,
+            return pm.build_pnlp_mixer(size.net, max_tokens=size.projection.max_tokens,
                                        feature_size=size.projection.feature_size,
                                        window=size.window, num_intents=num_intents,
                                        num_tags=num_tags, dynamic_length=dynamic)
@@ -110,12 +110,12 @@ def model_spec(name: str) -> ModelSpec:
         def size_for(size_name, max_tokens, dropout):
             size = get_size(size_name, max_tokens, pq.QRNN_SIZES, "pqrnn")
             if dropout is not None:
-                size = dataclasses.replace(size, qrnn=dataclasses.replace(size.qrnn,
+                size = dataclasses.replace(size, net=dataclasses.replace(size.net,
                                                                           dropout=dropout))
             return size
 
         def build(size, *, num_intents, num_tags, dynamic):
-            return pq.build_pqrnn(size.qrnn, max_tokens=None if dynamic else
+            return pq.build_pqrnn(size.net, max_tokens=None if dynamic else
                                   size.projection.max_tokens,
                                   feature_size=size.projection.feature_size, window=size.window,
                                   num_intents=num_intents, num_tags=num_tags)

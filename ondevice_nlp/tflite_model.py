@@ -256,7 +256,8 @@ class TFLiteModel:
         from . import ops
         try:
             fixed = self._local.fixed_batch
-            if fixed > 0 and arr.size != fixed:  # a fixed-batch model (the BiLSTM): in pieces
+            # a fixed-batch model (the BiLSTM; export makes fixed batches of 1 only): in pieces
+            if fixed > 0 and arr.size != fixed:
                 parts = [runner(text=arr[i:i + fixed]) for i in range(0, arr.size, fixed)]
                 out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
             else:

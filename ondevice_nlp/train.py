@@ -25,7 +25,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as _default8bit)
 
 from . import ops, tagging
-from .data.example import Example, Slot
+from .data.example import Example
 from .metrics import evaluate
 from .projection_ref import ProjectionConfig, tokenize
 

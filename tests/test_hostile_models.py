@@ -74,7 +74,7 @@ def models(tmp_path_factory):
     size = get_size("tiny")
     proj = size.projection
     tags = tagging.bio_labels(["DATE_TIME", "LOCATION", "PERSON"])
-    model = build_pnlp_mixer(size.mixer, max_tokens=proj.max_tokens,
+    model = build_pnlp_mixer(size.net, max_tokens=proj.max_tokens,
                              feature_size=proj.feature_size, window=size.window,
                              num_intents=len(INTENTS), num_tags=len(tags))
     good = d / "good.tflite"
@@ -85,6 +85,11 @@ def models(tmp_path_factory):
     # A valid .tflite that is not ours: a small Keras model converted with tf.lite.
     k = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(3)])
     foreign = tf.lite.TFLiteConverter.from_keras_model(k).convert()
+    # a fixed batch above 1 is refused up front (the int8 calibrator would fail on it)
+    with pytest.raises(ValueError, match="batch_size must be None"):
+        export(model, proj, [t.encode() for t in TEXTS], _meta(tags), str(d / "b3.tflite"),
+               batch_size=3)
+    assert not (d / "b3.tflite").exists()
     files = {
         "keras_no_metadata": foreign,
         # ... and the same with our metadata glued on: wrong signature

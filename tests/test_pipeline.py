@@ -85,7 +85,7 @@ def test_tflite_predictions_equal_keras(tiny_build):
     labels = T.Labels(tfl.intents, tfl.tags)
     size = get_size("tiny")
     proj = size.projection
-    model = build_pnlp_mixer(size.mixer, max_tokens=proj.max_tokens,
+    model = build_pnlp_mixer(size.net, max_tokens=proj.max_tokens,
                              feature_size=proj.feature_size, window=size.window,
                              num_intents=len(labels.intents), num_tags=len(labels.tags))
     qat = T.quantize_aware(model)

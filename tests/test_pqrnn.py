@@ -89,7 +89,7 @@ def test_zoneout_keeps_previous_state_with_probability_p():
 
 def _tiny_models(scan="parallel", **over):
     size = P.QRNN_SIZES["tiny"]
-    cfg = dataclasses.replace(size.qrnn, scan=scan, **over)
+    cfg = dataclasses.replace(size.net, scan=scan, **over)
     kw = dict(feature_size=size.projection.feature_size, window=0, num_intents=4, num_tags=6)
     return (P.build_pqrnn(cfg, max_tokens=None, **kw),
             P.build_pqrnn(cfg, max_tokens=size.projection.max_tokens, **kw))
@@ -123,7 +123,7 @@ def test_dynamic_and_static_models_agree(scan):
 
 def test_copy_weights_rejects_other_shapes():
     dyn, _ = _tiny_models()
-    other = P.build_pqrnn(dataclasses.replace(P.QRNN_SIZES["tiny"].qrnn, state=9),
+    other = P.build_pqrnn(dataclasses.replace(P.QRNN_SIZES["tiny"].net, state=9),
                           max_tokens=16, feature_size=64, window=0, num_intents=4, num_tags=6)
     with pytest.raises(ValueError, match="qrnn0_gates"):
         P.copy_weights(dyn, other)
@@ -152,7 +152,7 @@ def test_parameter_counts_of_named_sizes():
     counts = {}
     for name in ("1mb", "2mb"):
         size = P.QRNN_SIZES[name]
-        m = P.build_pqrnn(size.qrnn, max_tokens=None, feature_size=size.projection.feature_size,
+        m = P.build_pqrnn(size.net, max_tokens=None, feature_size=size.projection.feature_size,
                           window=0, num_intents=117, num_tags=157)
         counts[name] = m.count_params()
     assert 0.95e6 <= counts["1mb"] <= 1.08e6, counts
@@ -222,14 +222,14 @@ def exported(tmp_path_factory):
     feats, mask, _ = (t.numpy() for t in ops.projection(list(enc.texts), proj.to_vector()))
     kw = dict(feature_size=proj.feature_size, window=0, num_intents=len(labels.intents),
               num_tags=len(labels.tags))
-    dyn = P.build_pqrnn(size.qrnn, max_tokens=None, **kw)
+    dyn = P.build_pqrnn(size.net, max_tokens=None, **kw)
     T.compile_model(dyn, 1e-2, 80, warmup_steps=0)
     for step in range(80):
         i = np.arange(step * 16, step * 16 + 16) % len(train_ex)
         n = int(mask[i].sum(1).max())
         dyn.train_on_batch({"features": feats[i, :n], "mask": mask[i, :n]},
                            (enc.intents[i], enc.tags[i, :n]))
-    sta = P.build_pqrnn(size.qrnn, max_tokens=S, **kw)
+    sta = P.build_pqrnn(size.net, max_tokens=S, **kw)
     P.copy_weights(dyn, sta)
     qat = T.quantize_aware(P.annotate_for_qat(sta))
     ds = tf.data.Dataset.from_tensor_slices(
@@ -287,7 +287,7 @@ def test_named_size_tflite_bytes(name, lo, hi):
 
     size = P.QRNN_SIZES[name]
     proj = size.projection
-    m = P.build_pqrnn(size.qrnn, max_tokens=proj.max_tokens, feature_size=proj.feature_size,
+    m = P.build_pqrnn(size.net, max_tokens=proj.max_tokens, feature_size=proj.feature_size,
                       window=0, num_intents=117, num_tags=157)
     qat = T.quantize_aware(P.annotate_for_qat(m))
     texts = [f"set an alarm for {h} am and call mom".encode() for h in range(20)]
@@ -301,7 +301,7 @@ def test_qat_weights_reload_into_a_fresh_qat_model(exported, tmp_path):
 
     qat, labels = exported["qat"], exported["labels"]
     size = P.QRNN_SIZES["tiny"]
-    sta = P.build_pqrnn(size.qrnn, max_tokens=16, feature_size=64, window=0,
+    sta = P.build_pqrnn(size.net, max_tokens=16, feature_size=64, window=0,
                         num_intents=len(labels.intents), num_tags=len(labels.tags))
     rng = np.random.default_rng(0)
     x = {"features": rng.integers(-1, 2, (3, 16, 64)).astype("float32"),

@@ -86,7 +86,7 @@ def export_one(size_name: str, scan: str, intents: int, tags: int) -> dict:
 
     size = pqrnn.QRNN_SIZES[size_name]
     proj = size.projection
-    model = pqrnn.build_pqrnn(dataclasses.replace(size.qrnn, scan=scan),
+    model = pqrnn.build_pqrnn(dataclasses.replace(size.net, scan=scan),
                               max_tokens=proj.max_tokens, feature_size=proj.feature_size,
                               window=0, num_intents=intents, num_tags=tags)
     qat = T.quantize_aware(pqrnn.annotate_for_qat(model))

@@ -35,6 +35,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
+from . import ModelSize
 from .pnlp_mixer import MASK_BIAS, _attention_pool_intent
 
 L = keras.layers
@@ -75,15 +76,6 @@ class TransformerConfig:
                              f"({self.num_heads})")
 
 
-@dataclasses.dataclass(frozen=True)
-class BaselineSize:
-    """A named size: the hashid projection (window 0) and the network."""
-
-    projection: ProjectionConfig
-    net: object  # BiLSTMConfig or TransformerConfig
-    window: int = 0
-
-
 def _hashid(vocab: int, max_tokens: int) -> ProjectionConfig:
     return ProjectionConfig("hashid", vocab, 1, 0, max_tokens, 0)
 
@@ -91,12 +83,12 @@ def _hashid(vocab: int, max_tokens: int) -> ProjectionConfig:
 # Sized for about 1.0-1.2 MB of int8 .tflite with MTOP en labels (README lists the figures).
 # tiny keeps V = 4096 so that tests see ids that int8 quantization would destroy.
 BILSTM_SIZES = {
-    "1mb": BaselineSize(_hashid(10000, 64), BiLSTMConfig(10000, 64, 128, dropout=0.2)),
-    "tiny": BaselineSize(_hashid(4096, 16), BiLSTMConfig(4096, 16, 16, dropout=0.0)),
+    "1mb": ModelSize(_hashid(10000, 64), 0, BiLSTMConfig(10000, 64, 128, dropout=0.2)),
+    "tiny": ModelSize(_hashid(4096, 16), 0, BiLSTMConfig(4096, 16, 16, dropout=0.0)),
 }
 TRANSFORMER_SIZES = {
-    "1mb": BaselineSize(_hashid(8000, 64), TransformerConfig(8000, 96, 2, 4, 192, dropout=0.1)),
-    "tiny": BaselineSize(_hashid(4096, 16), TransformerConfig(4096, 16, 1, 2, 32, dropout=0.0)),
+    "1mb": ModelSize(_hashid(8000, 64), 0, TransformerConfig(8000, 96, 2, 4, 192, dropout=0.1)),
+    "tiny": ModelSize(_hashid(4096, 16), 0, TransformerConfig(4096, 16, 1, 2, 32, dropout=0.0)),
 }
 
 

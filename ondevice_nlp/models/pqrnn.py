@@ -87,6 +87,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
+from . import ModelSize
 
 L = keras.layers
 
@@ -143,29 +144,20 @@ class QRNNConfig:
             raise ValueError(f"QRNNConfig.scan must be one of {SCANS}, got {self.scan!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class QRNNSize:
-    """A named pQRNN size: projection settings, window (always 0) and network size."""
-
-    projection: ProjectionConfig
-    window: int
-    qrnn: QRNNConfig
-
-
 QRNN_SIZES = {
     # About 1 MB int8 with MTOP's 117 intents and 157 BIO tags (figures in the README / report):
     # the reference-notes formula's F=512, B=H=128, L=2 (~1.0 M parameters).
-    "1mb": QRNNSize(ProjectionConfig("ternary", 512, 1, 0, 64, 0), 0,
+    "1mb": ModelSize(ProjectionConfig("ternary", 512, 1, 0, 64, 0), 0,
                     QRNNConfig(bottleneck=128, state=128, num_layers=2)),
     # About 2 MB int8, the size of the pQRNN the pNLP-Mixer paper compares with.
-    "2mb": QRNNSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
+    "2mb": ModelSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
                     QRNNConfig(bottleneck=192, state=176, num_layers=2)),
     # Teacher for distillation (``ondevice-nlp teacher``), float only: ~15 M parameters
     # (F=1024, B=512, H=384, 3 layers).
-    "teacher": QRNNSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
+    "teacher": ModelSize(ProjectionConfig("ternary", 1024, 1, 0, 64, 0), 0,
                         QRNNConfig(bottleneck=512, state=384, num_layers=3, dropout=0.2)),
     # A few steps of training only: for tests.
-    "tiny": QRNNSize(ProjectionConfig("ternary", 64, 1, 0, 16, 0), 0,
+    "tiny": ModelSize(ProjectionConfig("ternary", 64, 1, 0, 16, 0), 0,
                      QRNNConfig(bottleneck=16, state=8, num_layers=2, zoneout=0.1, dropout=0.0)),
 }
 
