@@ -107,6 +107,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["train", "eval", "test"])
     e.add_argument("--languages", type=_langs, help="default: the model's training languages")
     e.add_argument("--skip-bad-lines", action="store_true")
+    e.add_argument("--decoding", default="joint", choices=["joint", "viterbi", "argmax"],
+                   help="slot decoding: joint intent + constrained Viterbi (default, as "
+                        "predict), constrained Viterbi with the argmax intent, or the "
+                        "per-token argmax tags (an ablation; see README 'Slot decoding')")
     _op_resolver_arg(e)
 
     r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")
@@ -241,7 +245,7 @@ def _evaluate(args) -> int:
     from .tflite_model import TFLiteModel
 
     # a bad model fails here, before TensorFlow is imported
-    tfl = TFLiteModel(args.model_path, op_resolver=args.op_resolver)
+    tfl = TFLiteModel(args.model_path, op_resolver=args.op_resolver, decoding=args.decoding)
     from .export import evaluate_tflite
     langs = args.languages or tfl.meta["languages"]
     data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), langs, args.split,

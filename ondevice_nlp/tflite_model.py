@@ -169,10 +169,20 @@ class TFLiteModel:
       ModelFileError: corrupt file, not ours, or the interpreter refuses it.
     """
 
-    def __init__(self, path: str, num_threads: int = 1, op_resolver: str = "default"):
+    DECODINGS = ("joint", "viterbi", "argmax")
+
+    def __init__(self, path: str, num_threads: int = 1, op_resolver: str = "default",
+                 decoding: str = "joint"):
         """``op_resolver``: TFLite kernels, one of ``ops.OP_RESOLVERS`` (``"reference"``:
-        portable reference kernels, same int8 outputs on x86 and aarch64, slower)."""
+        portable reference kernels, same int8 outputs on x86 and aarch64, slower).
+        ``decoding`` (see ``decode_batch``): ``"joint"`` (default), ``"viterbi"``
+        (argmax intent, constrained Viterbi over all tags) or ``"argmax"`` (argmax
+        intent, the file's per-token argmax ``slot_tags``); the last two are for
+        ablations. Raises ValueError for another value."""
         from .ops import check_op_resolver
+        if decoding not in self.DECODINGS:
+            raise ValueError(f"decoding must be one of {self.DECODINGS}, got {decoding!r}")
+        self.decoding = decoding
         self.op_resolver = check_op_resolver(op_resolver)
         self.path = str(path)
         if not os.path.isfile(self.path):
@@ -281,7 +291,8 @@ class TFLiteModel:
         slot logits (``tagging.joint_decode``: each of the top-3 intents with
         constrained IOB2 Viterbi over the tags it was trained with), or, in files
         without ``labels.intent_tags``, the argmax intent and constrained Viterbi
-        over all tags (older files yet: the argmax tags), with character offsets
+        over all tags (older files yet: the argmax tags; ``decoding`` picks a
+        simpler decoder on purpose), with character offsets
         into the text (for bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
         """
         from .tagging import bio_to_spans, byte_to_char_offsets, joint_decode
@@ -294,9 +305,9 @@ class TFLiteModel:
             offs = byte_to_char_offsets(s, [tuple(map(int, o)) for o in out["token_offsets"][i][:n]],
                                         lambda ch: len(_char_bytes(ch)))
             probs = out["intent_probs"][i]
-            if SLOT_LOGITS in out:
+            if SLOT_LOGITS in out and self.decoding != "argmax":
                 k, ids = joint_decode(probs, out[SLOT_LOGITS][i][:n], self.allowed,
-                                      self.intent_tags)
+                                      self.intent_tags if self.decoding == "joint" else None)
             else:
                 k, ids = int(np.argmax(probs)), out["slot_tags"][i][:n]
             tags = [self.tags[int(j)] for j in ids]

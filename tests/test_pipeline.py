@@ -146,6 +146,36 @@ def test_evaluate_cli_matches_build_metrics(tiny_build, capsys):
     assert res["en"] == m["tflite"]["en"]
 
 
+@pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
+def test_evaluate_cli_decoding_ablations(tiny_build, capsys, decoding):
+    """``evaluate --decoding viterbi|argmax`` scores what those simpler decoders give,
+    recomputed here from the file's raw outputs."""
+    from ondevice_nlp.data import load_dataset
+    from ondevice_nlp.metrics import evaluate
+    from ondevice_nlp.tagging import bio_to_spans, byte_to_char_offsets, viterbi_bio
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, out = tiny_build
+    assert cli.main(["evaluate", str(out / "model.tflite"), "--dataset", "mtop", "--data-dir",
+                     str(root), "--split", "test", "--decoding", decoding]) == 0
+    res = json.loads(capsys.readouterr().out)["en"]
+    test = load_dataset("mtop", str(root), ["en"], "test")["en"]
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    raw = tfl.run([e.text for e in test])
+    intents, slots = [], []
+    for i, e in enumerate(test):
+        n = int(raw["token_mask"][i].sum())
+        offs = byte_to_char_offsets(e.text, [tuple(map(int, o)) for o in raw["token_offsets"][i][:n]],
+                                    lambda ch: len(ch.encode("utf-8")))
+        ids = (raw["slot_tags"][i][:n] if decoding == "argmax"
+               else viterbi_bio(raw["slot_logits"][i][:n], tfl.allowed))
+        intents.append(tfl.intents[int(np.argmax(raw["intent_probs"][i]))])
+        slots.append(bio_to_spans(offs, [tfl.tags[int(k)] for k in ids]))
+    assert res == evaluate(test, intents, slots)
+    with pytest.raises(ValueError, match="decoding"):
+        TFLiteModel(str(out / "model.tflite"), decoding="crf")
+
+
 @pytest.mark.parametrize("content", [b"", b"not a model at all", b"\x00" * 64])
 def test_corrupt_model_gives_clear_error(tmp_path, capsys, content):
     p = tmp_path / "bad.tflite"
