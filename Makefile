@@ -31,7 +31,7 @@ mtop-en:
 
 mtop-all:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --epochs 15 --qat-epochs 1 --dropout 0.3 --weight-decay 0.05 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
+	    --model pnlp_mixer --epochs 25 --qat-epochs 2 --dropout 0.1 --weight-decay 0.01 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
 
 pqrnn-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
