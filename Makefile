@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -44,6 +44,10 @@ pqrnn-2mb-en:
 massive-en:
 	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset massive --data-dir $(DATA)/massive --languages en \
 	    --model pnlp_mixer --out runs/massive-en 2>&1 | tee runs/massive-en.log
+
+massive-all:
+	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --epochs 20 --qat-epochs 1 --dropout 0.1 --weight-decay 0.01 --out runs/massive-all 2>&1 | tee runs/massive-all.log
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
