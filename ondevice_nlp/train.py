@@ -413,6 +413,35 @@ class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+class _NamedMovingAverageQuantizer(tfmot.quantization.keras.quantizers.MovingAverageQuantizer):
+    """tfmot's 8-bit EMA-range quantizer with its min/max variables named ``prefix_*``,
+    so that one layer can hold several of them."""
+
+    def __init__(self, prefix: str):
+        super().__init__(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+        self.prefix = prefix
+
+    def build(self, tensor_shape, name, layer):
+        return super().build(tensor_shape, f"{self.prefix}_{name}", layer)
+
+    def get_config(self):
+        return {"prefix": self.prefix}
+
+
+class LayerNormQuantizeConfig(OutputQuantizeConfig):
+    """QuantizeConfig for ``models.pnlp_mixer.QuantLayerNorm``: fake-quantizes the
+    output (as ``OutputQuantizeConfig``) and also the layer's variance and 1/std
+    hooks (8 bit, EMA ranges), which the int8 ``.tflite`` computes as int8
+    tensors (see ``QuantLayerNorm``)."""
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.variance_activation, _NamedMovingAverageQuantizer("ln_variance")),
+                (layer.inv_std_activation, _NamedMovingAverageQuantizer("ln_inv_std"))]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.variance_activation, layer.inv_std_activation = quantize_activations
+
+
 def annotate_layers(model: keras.Model, kinds: tuple) -> keras.Model:
     """Copy of ``model`` (same weights) whose layers of the classes ``kinds`` are
     wrapped in tfmot's ``QuantizeAnnotate`` with tfmot's default 8-bit rules;
@@ -455,6 +484,8 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True,
 
     def clone_fn(layer):
         fresh = layer.__class__.from_config(layer.get_config())
+        if hasattr(layer, "inv_std_activation"):  # models.pnlp_mixer.QuantLayerNorm
+            return qk.quantize_annotate_layer(fresh, LayerNormQuantizeConfig())
         if isinstance(layer, annotate):
             return qk.quantize_annotate_layer(fresh, OutputQuantizeConfig())
         if isinstance(layer, keras.layers.Conv1D):
@@ -463,7 +494,9 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True,
         return fresh
 
     scope = {"OutputQuantizeConfig": OutputQuantizeConfig,
-             "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig}
+             "LayerNormQuantizeConfig": LayerNormQuantizeConfig,
+             "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig,
+             **(custom_objects or {})}
     if not annotate_all:
         with qk.quantize_scope({**scope, **(custom_objects or {})}):
             return qk.quantize_apply(model)

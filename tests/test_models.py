@@ -84,3 +84,67 @@ def test_intent_to_slots_adds_one_pooled_term_per_utterance():
     joint.get_layer("slots_from_intent").set_weights([np.zeros((16, 5), np.float32)])
     _, j_slots = (t.numpy() for t in joint({"features": f, "mask": m}))
     np.testing.assert_allclose(j_slots, p_slots, atol=1e-6)
+
+
+def test_quant_layer_norm_equals_keras_layer_norm_in_float():
+    import tf_keras as keras
+
+    from ondevice_nlp.models.pnlp_mixer import QuantLayerNorm
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(3, 5, 16)) * 3 + 1).astype("float32")
+    ref, ours = keras.layers.LayerNormalization(epsilon=1e-5), QuantLayerNorm(epsilon=1e-5)
+    ref.build(x.shape)
+    ours.build(x.shape)
+    weights = [rng.normal(size=16).astype("float32") for _ in range(2)]
+    ref.set_weights(weights)
+    ours.set_weights(weights)  # same weights, same order (gamma, beta)
+    np.testing.assert_allclose(ours(x).numpy(), ref(x).numpy(), atol=2e-5)
+    with pytest.raises(ValueError, match="last axis"):
+        QuantLayerNorm(axis=1).build((2, 5, 16))
+    with pytest.raises(ValueError, match="center"):
+        QuantLayerNorm(center=False)
+
+
+def test_quant_layer_norm_ranges_reach_the_tflite_file(tmp_path):
+    """QAT gives the LayerNorm's variance and 1/std their own EMA ranges, and the int8
+    .tflite's variance / RSQRT tensors take those ranges (not the converter's calibration,
+    which clipped real variances: see QuantLayerNorm)."""
+    import tf_keras as keras
+
+    from ondevice_nlp import train as T
+    from ondevice_nlp.configs import get_size
+    from ondevice_nlp.export import export
+    from ondevice_nlp.ops import make_interpreter
+
+    keras.utils.set_random_seed(0)
+    size = get_size("tiny")
+    proj = size.projection
+    model = build_pnlp_mixer(size.net, max_tokens=proj.max_tokens, feature_size=proj.feature_size,
+                             window=size.window, num_intents=3, num_tags=5)
+    qat = T.quantize_aware(model)
+    ln = qat.get_layer("quant_b0_token_ln")
+    ranges = {}
+    for w in ln.weights:
+        for hook in ("ln_variance", "ln_inv_std"):
+            if hook in w.name:
+                ranges.setdefault(hook, {})["min" if "min" in w.name.split("/")[-1] else "max"] = w
+    assert set(ranges) == {"ln_variance", "ln_inv_std"}
+    # give them distinctive ranges, as QAT training would
+    ranges["ln_variance"]["min"].assign(0.0)
+    ranges["ln_variance"]["max"].assign(7.65)
+    ranges["ln_inv_std"]["min"].assign(0.0)
+    ranges["ln_inv_std"]["max"].assign(2.55)
+    texts = [b"set an alarm for 7 am", b"play some jazz", b"what is the weather"] * 4
+    export(qat, proj, texts, {"labels": {"intents": ["a", "b", "c"], "tags": ["O"] * 5}},
+           str(tmp_path / "m.tflite"))
+    interp = make_interpreter(str(tmp_path / "m.tflite"))
+    scales = {}
+    for d in interp.get_tensor_details():
+        name = d["name"]
+        if name.startswith("pnlp_mixer/quant_b0_token_ln/") and d["dtype"] == np.int8 and \
+                len(d["shape"]) == 3 and d["shape"][-1] == 1:
+            scales[name] = d["quantization"][0]
+    # the variance tensor: 7.65 / 255 = 0.03; the 1/std tensor: 2.55 / 255 = 0.01
+    assert any(abs(s - 0.03) < 1e-6 for s in scales.values()), scales
+    assert any(abs(s - 0.01) < 1e-6 for s in scales.values()), scales
