@@ -430,16 +430,19 @@ class _NamedMovingAverageQuantizer(tfmot.quantization.keras.quantizers.MovingAve
 
 class LayerNormQuantizeConfig(OutputQuantizeConfig):
     """QuantizeConfig for ``models.pnlp_mixer.QuantLayerNorm``: fake-quantizes the
-    output (as ``OutputQuantizeConfig``) and also the layer's variance and 1/std
-    hooks (8 bit, EMA ranges), which the int8 ``.tflite`` computes as int8
-    tensors (see ``QuantLayerNorm``)."""
+    output (as ``OutputQuantizeConfig``) and also the layer's hooks on the centred
+    values, their squares, the variance and 1/std (8 bit, EMA ranges), which the
+    int8 ``.tflite`` computes as int8 tensors (see ``QuantLayerNorm``)."""
+
+    HOOKS = ("centred", "square", "variance", "inv_std")
 
     def get_activations_and_quantizers(self, layer):
-        return [(layer.variance_activation, _NamedMovingAverageQuantizer("ln_variance")),
-                (layer.inv_std_activation, _NamedMovingAverageQuantizer("ln_inv_std"))]
+        return [(getattr(layer, f"{h}_activation"), _NamedMovingAverageQuantizer(f"ln_{h}"))
+                for h in self.HOOKS]
 
     def set_quantize_activations(self, layer, quantize_activations):
-        layer.variance_activation, layer.inv_std_activation = quantize_activations
+        for h, act in zip(self.HOOKS, quantize_activations):
+            setattr(layer, f"{h}_activation", act)
 
 
 def annotate_layers(model: keras.Model, kinds: tuple) -> keras.Model:

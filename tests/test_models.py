@@ -126,10 +126,10 @@ def test_quant_layer_norm_ranges_reach_the_tflite_file(tmp_path):
     ln = qat.get_layer("quant_b0_token_ln")
     ranges = {}
     for w in ln.weights:
-        for hook in ("ln_variance", "ln_inv_std"):
+        for hook in ("ln_centred", "ln_square", "ln_variance", "ln_inv_std"):
             if hook in w.name:
                 ranges.setdefault(hook, {})["min" if "min" in w.name.split("/")[-1] else "max"] = w
-    assert set(ranges) == {"ln_variance", "ln_inv_std"}
+    assert set(ranges) == {"ln_centred", "ln_square", "ln_variance", "ln_inv_std"}
     # give them distinctive ranges, as QAT training would
     ranges["ln_variance"]["min"].assign(0.0)
     ranges["ln_variance"]["max"].assign(7.65)

@@ -174,10 +174,14 @@ class QuantLayerNorm(L.LayerNormalization):
     six-language MTOP model the first LayerNorm's variance range was [0, 3.35]
     while 86% of Thai real tokens (38% of English ones) have a larger variance,
     so they were clipped (11% relative error after the first LayerNorm; TFLite
-    EM 8.3 points under QAT on Thai). With the hooks
-    (``variance_activation``, ``inv_std_activation``; ``train.LayerNormQuantizeConfig``)
-    QAT learns EMA ranges for both from the training data, trains through their
-    rounding, and the converter takes those ranges.
+    EM 8.3 points under QAT on Thai). With the hooks on the centred values,
+    their squares, the variance and 1/std (``centred_activation``,
+    ``square_activation``, ``variance_activation``, ``inv_std_activation``;
+    ``train.LayerNormQuantizeConfig``) QAT learns EMA ranges for each from the
+    training data, trains through their rounding, and the converter takes those
+    ranges. Measured on that model (same float weights, QAT re-run): with the
+    variance and 1/std hooks only, the first LayerNorm's relative error fell from
+    11% to 3.2% and TFLite average EM rose from 60.5 to 61.6 (Thai 45.8 -> 49.6).
 
     Input/output: float32 [..., H].
     """
@@ -186,6 +190,8 @@ class QuantLayerNorm(L.LayerNormalization):
         super().__init__(**kwargs)
         if not (self.center and self.scale):
             raise ValueError("QuantLayerNorm needs center=True and scale=True")
+        self.centred_activation = keras.activations.linear
+        self.square_activation = keras.activations.linear
         self.variance_activation = keras.activations.linear
         self.inv_std_activation = keras.activations.linear
 
@@ -196,8 +202,9 @@ class QuantLayerNorm(L.LayerNormalization):
 
     def call(self, inputs):
         mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
-        centred = inputs - mean
-        var = self.variance_activation(tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True))
+        centred = self.centred_activation(inputs - mean)
+        square = self.square_activation(tf.square(centred))
+        var = self.variance_activation(tf.reduce_mean(square, axis=-1, keepdims=True))
         inv_std = self.inv_std_activation(tf.math.rsqrt(var + self.epsilon))
         return centred * inv_std * self.gamma + self.beta
 
