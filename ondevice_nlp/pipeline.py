@@ -302,7 +302,12 @@ def build(a: BuildArgs) -> dict:
     float_done = os.path.join(ckpt, "float.done.json")
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
     if a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt):
-        model.load_weights(float_ckpt)
+        try:
+            model.load_weights(float_ckpt)
+        except ValueError as e:  # e.g. written before QuantLayerNorm replaced LayerNormalization
+            raise ValueError(f"{float_ckpt}: cannot resume from this checkpoint, it does not fit "
+                             f"this version's {a.model} model ({' '.join(str(e).split())[:300]}); "
+                             "run again without --resume") from None
         with open(float_done, encoding="utf-8") as f:
             done = json.load(f)
         cb.history, float_s = done["history"], done["seconds"]

@@ -221,6 +221,22 @@ def test_resume_skips_completed_float_phase(tiny_build, tmp_path):
     assert after["eval_history"]["float"] == before["eval_history"]["float"]
 
 
+def test_resume_from_a_checkpoint_of_another_model_is_a_clear_error(tiny_build, tmp_path, capsys):
+    """A float checkpoint that does not fit the model (here: a wider size's) stops --resume
+    with a message naming the file and saying to run without --resume."""
+    import shutil
+
+    root, out = tiny_build
+    again = tmp_path / "other"
+    shutil.copytree(out, again)
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "xsmall", "--out", str(again), "--epochs", "1", "--qat-epochs", "1",
+                   "--resume"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "float.weights.h5" in err and "without --resume" in err
+
+
 def test_qat_range_calibration_tracks_float_model():
     """tfmot's QAT ranges start at [-6, 6]; calibration must fit them to the data."""
     import tensorflow as tf
