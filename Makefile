@@ -25,49 +25,47 @@ test:
 	$(BIN)/python -m pytest -q tests
 
 # The real runs recorded in README.md (wall time and peak memory from /usr/bin/time -v).
+# $(call run,SUBCOMMAND ARGS): output folder runs/<target>, log runs/<target>.log.
+run = mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp $(1) --out runs/$@ 2>&1 | tee runs/$@.log
+MTOP_EN = --dataset mtop --data-dir $(DATA)/mtop --languages en
+MTOP_ALL = --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS)
+# the multilingual runs: longer and less regularised than the English-only defaults (README)
+MULTI = --dropout 0.1 --weight-decay 0.01
+
 mtop-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model pnlp_mixer --out runs/mtop-en 2>&1 | tee runs/mtop-en.log
+	$(call run,build $(MTOP_EN) --model pnlp_mixer)
 
 mtop-all:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --epochs 25 --qat-epochs 2 --dropout 0.1 --weight-decay 0.01 --out runs/mtop-all 2>&1 | tee runs/mtop-all.log
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --epochs 25 --qat-epochs 2 $(MULTI))
 
 pqrnn-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model pqrnn --out runs/pqrnn-en 2>&1 | tee runs/pqrnn-en.log
+	$(call run,build $(MTOP_EN) --model pqrnn)
 
 pqrnn-2mb-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model pqrnn --size 2mb --out runs/pqrnn-2mb-en 2>&1 | tee runs/pqrnn-2mb-en.log
+	$(call run,build $(MTOP_EN) --model pqrnn --size 2mb)
 
 massive-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset massive --data-dir $(DATA)/massive --languages en \
-	    --model pnlp_mixer --out runs/massive-en 2>&1 | tee runs/massive-en.log
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer)
 
 massive-all:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --epochs 20 --qat-epochs 1 --dropout 0.1 --weight-decay 0.01 --out runs/massive-all 2>&1 | tee runs/massive-all.log
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --epochs 20 --qat-epochs 1 $(MULTI))
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model bilstm --out runs/bilstm-en 2>&1 | tee runs/bilstm-en.log
+	$(call run,build $(MTOP_EN) --model bilstm)
 
 transformer-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model transformer --out runs/transformer-en 2>&1 | tee runs/transformer-en.log
+	$(call run,build $(MTOP_EN) --model transformer)
 
 # Distillation (README "Teacher and distillation"): a ~10 M-parameter pNLP-Mixer teacher on
 # MTOP en writes its soft targets, then the base student trains on them.
 teacher-en:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp teacher --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --teacher-model pnlp_mixer --out runs/teacher-en 2>&1 | tee runs/teacher-en.log
+	$(call run,teacher $(MTOP_EN) --teacher-model pnlp_mixer)
 
 mtop-en-kd:
-	mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp build --dataset mtop --data-dir $(DATA)/mtop --languages en \
-	    --model pnlp_mixer --teacher runs/teacher-en --distill-temperature 2.0 --distill-weight 0.5 \
-	    --out runs/mtop-en-kd 2>&1 | tee runs/mtop-en-kd.log
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --teacher runs/teacher-en \
+	    --distill-temperature 2.0 --distill-weight 0.5)
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

@@ -37,7 +37,7 @@ import numpy as np
 __all__ = ["bio_labels", "spans_to_bio", "bio_to_spans", "byte_to_char_offsets", "OUTSIDE",
            "bio_allowed_transitions", "observed_transitions", "pack_transitions",
            "unpack_transitions", "viterbi_bio", "intent_slot_tags", "joint_decode",
-           "pack_bits", "unpack_bits"]
+           "pack_bits", "unpack_bits", "log_softmax"]
 
 OUTSIDE = "O"
 
@@ -302,7 +302,8 @@ def intent_slot_tags(examples: Iterable, intents: Sequence[str], tags: Sequence[
                      for i in range(len(intents))], dtype=bool).reshape(len(intents), len(tags))
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis (float [..., K] -> float [..., K]), max-shifted."""
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
@@ -336,7 +337,7 @@ def joint_decode(intent_probs: np.ndarray, slot_scores: np.ndarray, allowed: np.
     if intent_tags.shape != (probs.size, allowed.shape[1]):
         raise ValueError(f"intent_tags {intent_tags.shape} disagree with {probs.size} intents "
                          f"and {allowed.shape[1]} tags")
-    logp = _log_softmax(scores) if scores.shape[0] else scores
+    logp = log_softmax(scores) if scores.shape[0] else scores
     best = None
     for k in np.argsort(-probs, kind="stable")[:top_k]:
         ok = intent_tags[k]

@@ -292,8 +292,8 @@ class TFLiteModel:
         constrained IOB2 Viterbi over the tags it was trained with), or, in files
         without ``labels.intent_tags``, the argmax intent and constrained Viterbi
         over all tags (older files yet: the argmax tags; ``decoding`` picks a
-        simpler decoder on purpose), with character offsets
-        into the text (for bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
+        simpler decoder on purpose), with character offsets into the text (for
+        bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
         """
         from .tagging import bio_to_spans, byte_to_char_offsets, joint_decode
 

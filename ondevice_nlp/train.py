@@ -230,8 +230,7 @@ def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batc
     for rows, il, scores in iter_logits(model, enc, proj, batch_size):
         ints[rows] = np.argmax(il, -1)
         if allowed is not None and intent_tags is not None:
-            probs = np.exp(il - il.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
+            probs = np.exp(tagging.log_softmax(il))
         for j, row in enumerate(rows):
             if allowed is None:
                 tags[row, :scores.shape[1]] = np.argmax(scores[j], -1)
@@ -434,14 +433,12 @@ class LayerNormQuantizeConfig(OutputQuantizeConfig):
     values, their squares, the variance and 1/std (8 bit, EMA ranges), which the
     int8 ``.tflite`` computes as int8 tensors (see ``QuantLayerNorm``)."""
 
-    HOOKS = ("centred", "square", "variance", "inv_std")
-
     def get_activations_and_quantizers(self, layer):
         return [(getattr(layer, f"{h}_activation"), _NamedMovingAverageQuantizer(f"ln_{h}"))
-                for h in self.HOOKS]
+                for h in layer.QUANT_HOOKS]
 
     def set_quantize_activations(self, layer, quantize_activations):
-        for h, act in zip(self.HOOKS, quantize_activations):
+        for h, act in zip(layer.QUANT_HOOKS, quantize_activations):
             setattr(layer, f"{h}_activation", act)
 
 
@@ -487,7 +484,7 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True,
 
     def clone_fn(layer):
         fresh = layer.__class__.from_config(layer.get_config())
-        if hasattr(layer, "inv_std_activation"):  # models.pnlp_mixer.QuantLayerNorm
+        if hasattr(layer, "QUANT_HOOKS"):  # models.pnlp_mixer.QuantLayerNorm
             return qk.quantize_annotate_layer(fresh, LayerNormQuantizeConfig())
         if isinstance(layer, annotate):
             return qk.quantize_annotate_layer(fresh, OutputQuantizeConfig())
@@ -501,7 +498,7 @@ def quantize_aware(model: keras.Model, annotate_all: bool = True,
              "Default8BitQuantizeConfig": _default8bit.Default8BitQuantizeConfig,
              **(custom_objects or {})}
     if not annotate_all:
-        with qk.quantize_scope({**scope, **(custom_objects or {})}):
+        with qk.quantize_scope(scope):
             return qk.quantize_apply(model)
     annotated = keras.models.clone_model(model, clone_function=clone_fn)
     annotated.set_weights(model.get_weights())

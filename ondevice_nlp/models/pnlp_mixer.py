@@ -160,8 +160,9 @@ def build_pnlp_mixer(cfg: MixerConfig, *, max_tokens: int, feature_size: int, wi
 
 @keras.utils.register_keras_serializable(package="ondevice_nlp")
 class QuantLayerNorm(L.LayerNormalization):
-    """LayerNormalization over the last axis whose variance and 1/std pass through
-    two identity hooks that quantization-aware training fake-quantizes.
+    """LayerNormalization over the last axis whose intermediate tensors (centred
+    values, their squares, variance, 1/std) pass through identity hooks that
+    quantization-aware training fake-quantizes.
 
     Float behaviour: exactly ``keras.layers.LayerNormalization(axis=-1)``,
     ``(x - mean) * rsqrt(var + eps) * gamma + beta`` (Ba et al. 2016), same
@@ -174,10 +175,9 @@ class QuantLayerNorm(L.LayerNormalization):
     six-language MTOP model the first LayerNorm's variance range was [0, 3.35]
     while 86% of Thai real tokens (38% of English ones) have a larger variance,
     so they were clipped (11% relative error after the first LayerNorm; TFLite
-    EM 8.3 points under QAT on Thai). With the hooks on the centred values,
-    their squares, the variance and 1/std (``centred_activation``,
-    ``square_activation``, ``variance_activation``, ``inv_std_activation``;
-    ``train.LayerNormQuantizeConfig``) QAT learns EMA ranges for each from the
+    EM 8.3 points under QAT on Thai). With the hooks (``QUANT_HOOKS``: the
+    attributes ``<hook>_activation``, which ``train.LayerNormQuantizeConfig``
+    wraps) QAT learns EMA ranges for each from the
     training data, trains through their rounding, and the converter takes those
     ranges. Measured on that model (same float weights, QAT re-run): with the
     variance and 1/std hooks only, the first LayerNorm's relative error fell from
@@ -186,14 +186,14 @@ class QuantLayerNorm(L.LayerNormalization):
     Input/output: float32 [..., H].
     """
 
+    QUANT_HOOKS = ("centred", "square", "variance", "inv_std")
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if not (self.center and self.scale):
             raise ValueError("QuantLayerNorm needs center=True and scale=True")
-        self.centred_activation = keras.activations.linear
-        self.square_activation = keras.activations.linear
-        self.variance_activation = keras.activations.linear
-        self.inv_std_activation = keras.activations.linear
+        for hook in self.QUANT_HOOKS:
+            setattr(self, f"{hook}_activation", keras.activations.linear)
 
     def build(self, input_shape):
         super().build(input_shape)
