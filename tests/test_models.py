@@ -10,6 +10,12 @@ from ondevice_nlp.models.pnlp_mixer import MixerConfig, build_pnlp_mixer, copy_w
                                                         ("relu", True)])
 def test_dynamic_length_model_equals_static_model(activation, intent_to_slots):
     """Weights copied static -> dynamic give the same outputs on real tokens, for any cut L."""
+    import tf_keras as keras
+
+    # Seeded weights: float32 summation order differs between the two models, and about one
+    # unseeded run in eight here put an intent logit 1.2e-4 off (over atol); seeds 0-14
+    # stay below 2.5e-5, with Keras' LayerNormalization as with QuantLayerNorm.
+    keras.utils.set_random_seed(0)
     cfg = MixerConfig(hidden=32, num_blocks=2, token_hidden=16, channel_hidden=24,
                       token_activation=activation, intent_to_slots=intent_to_slots)
     kw = dict(max_tokens=16, feature_size=64, window=1, num_intents=5, num_tags=7)
