@@ -205,7 +205,8 @@ def prepare_data(a, S: int) -> Prepared:
     the training set, encode every split for S tokens and record the BIO tag
     transitions seen in training (``tagging.observed_transitions``), for
     ``build`` and the teacher commands alike, and the tags each intent uses
-    (``tagging.intent_slot_tags``) for joint decoding.
+    (``tagging.intent_slot_tags``) for joint decoding, and the slot edges that
+    fall inside tokens (``tagging.SpanTrims``).
 
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
@@ -222,6 +223,10 @@ def prepare_data(a, S: int) -> Prepared:
     log.info("tag transitions seen in training: %d of %d", int(labels.transitions.sum()),
              labels.transitions.size)
     labels.intent_tags = tagging.intent_slot_tags(train_ex, labels.intents, labels.tags)
+    labels.span_trims = tagging.SpanTrims.learn([e.text for e in train_ex], enc_train.offsets,
+                                                [e.slots for e in train_ex])
+    log.info("slot edges inside a token (span trims) learned from training: %d start, %d end",
+             len(labels.span_trims.start), len(labels.span_trims.end))
     evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
     tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
     return Prepared(splits, train_ex, labels, enc_train, evals, tests)

@@ -24,10 +24,15 @@ with the highest log p(intent) + sum of per-token log p(tag) wins. This is the
 intent-slot consistency that joint models enforce through slot-gates or
 intent-conditioned CRFs (Goo et al. 2018; Zhang et al. 2019 review), done at
 decoding time only; on MTOP English it adds about half a point of exact match.
+
+Slot edges inside tokens (:class:`SpanTrims`): where the training data puts a
+slot boundary inside one of our tokens (MTOP Spanish clitics, ``Recuérda|me``),
+a table learned from the training set moves the decoded edge there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from ondevice_nlp.data.example import Slot
@@ -37,7 +42,7 @@ import numpy as np
 __all__ = ["bio_labels", "spans_to_bio", "bio_to_spans", "byte_to_char_offsets", "OUTSIDE",
            "bio_allowed_transitions", "observed_transitions", "pack_transitions",
            "unpack_transitions", "viterbi_bio", "intent_slot_tags", "joint_decode",
-           "pack_bits", "unpack_bits", "log_softmax"]
+           "pack_bits", "unpack_bits", "log_softmax", "SpanTrims"]
 
 OUTSIDE = "O"
 
@@ -432,3 +437,121 @@ def viterbi_bio(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     for i in range(n - 1, 0, -1):
         path[i - 1] = back[i, path[i]]
     return path
+
+
+@dataclasses.dataclass
+class SpanTrims:
+    """Slot edges that fall inside a token, learned from the training set.
+
+    A BIO tag covers whole tokens, but some datasets put slot boundaries inside
+    one of our tokens. MTOP Spanish splits enclitic pronouns off the verb
+    (``Recuérdame`` is ``Recuérda`` + ``[SL:PERSON_REMINDED me]``) and compounds
+    (``videomensaje``): 6.5 % of its test utterances cannot be matched exactly
+    from whole-token spans. Measured by encoding the gold slots as tags and
+    decoding them back: MTOP es 93.46 -> 99.93 % of utterances with these
+    tables; every other MTOP language and MASSIVE locale is >= 99.46 % without.
+
+    ``start[(type, token)] = n``: a slot of that type whose first token is
+    ``token`` (lowercased with ``str.lower``) starts ``n`` characters into it;
+    ``end[(type, token)] = n``: one whose last token is ``token`` ends ``n``
+    characters before the token's end. ``n`` >= 1.
+    """
+
+    start: dict = dataclasses.field(default_factory=dict)
+    end: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def learn(cls, texts: Sequence[str], token_offsets: Sequence[Sequence[tuple[int, int]]],
+              slots: Sequence[Iterable[Slot]], min_count: int = 2) -> "SpanTrims":
+        """Learn the tables from training utterances.
+
+        Args:
+            texts: the utterances; token_offsets: their tokens' character
+                ``(start, end)``; slots: their gold slots (one list per text).
+            min_count: the fewest occurrences of a (type, token, n) rule kept.
+
+        Returns:
+            For every (slot type, first token) pair, the most frequent start
+            offset inside the token over the training slots, kept when it is
+            >= 1, seen at least ``min_count`` times and in more than half of that
+            pair's slots (a tie or a majority of whole-token starts keeps
+            nothing); likewise for (type, last token) and the end.
+
+        Raises:
+            ValueError: the three sequences differ in length.
+        """
+        if not len(texts) == len(token_offsets) == len(slots):
+            raise ValueError(f"{len(texts)} texts, {len(token_offsets)} token offset lists and "
+                             f"{len(slots)} slot lists")
+        from collections import Counter, defaultdict
+        counts = {"start": defaultdict(Counter), "end": defaultdict(Counter)}
+        for text, offs, sl in zip(texts, token_offsets, slots):
+            for s in sl:
+                hit = [(a, b) for a, b in offs if a < s.end and s.start < b]
+                if not hit:
+                    continue
+                (a0, b0), (a1, b1) = hit[0], hit[-1]
+                n0, n1 = s.start - a0, b1 - s.end
+                counts["start"][(s.type, text[a0:b0].lower())][n0 if 0 < n0 < b0 - a0 else 0] += 1
+                counts["end"][(s.type, text[a1:b1].lower())][n1 if 0 < n1 < b1 - a1 else 0] += 1
+        tables = {}
+        for side, table in counts.items():
+            tables[side] = {}
+            for key, c in sorted(table.items()):
+                n, k = c.most_common(1)[0]
+                if n > 0 and k >= min_count and 2 * k > sum(c.values()):
+                    tables[side][key] = n
+        return cls(tables["start"], tables["end"])
+
+    def __len__(self) -> int:
+        return len(self.start) + len(self.end)
+
+    def apply(self, text: str, token_offsets: Sequence[tuple[int, int]],
+              spans: Iterable[Slot]) -> list[Slot]:
+        """Move the edges of whole-token ``spans`` (``bio_to_spans`` of ``text``'s
+        tokens) inside their first and last token by the tables. A span whose
+        edges are not token edges, or that the rules would leave empty, is kept
+        as it is."""
+        starts = dict(token_offsets)
+        ends = {b: a for a, b in token_offsets}
+        out = []
+        for s in spans:
+            if s.start not in starts or s.end not in ends:
+                out.append(s)
+                continue
+            a = s.start + self.start.get((s.type, text[s.start:starts[s.start]].lower()), 0)
+            b = s.end - self.end.get((s.type, text[ends[s.end]:s.end].lower()), 0)
+            out.append(Slot(s.type, a, b) if a < b else s)
+        return out
+
+    def to_json(self) -> dict:
+        """``{"start": [[type, token, n], ...], "end": [...]}`` for model metadata."""
+        return {side: [[t, tok, n] for (t, tok), n in sorted(getattr(self, side).items())]
+                for side in ("start", "end")}
+
+    @classmethod
+    def from_json(cls, obj, slot_types: Iterable[str]) -> "SpanTrims":
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: not that structure, an unknown slot type, an empty token
+                or an ``n`` that is not a positive integer.
+        """
+        known = set(slot_types)
+        if not isinstance(obj, dict) or set(obj) != {"start", "end"}:
+            raise ValueError("expected an object with the keys 'start' and 'end'")
+        tables = {}
+        for side in ("start", "end"):
+            rows = obj[side]
+            if not isinstance(rows, list):
+                raise ValueError(f"{side!r} is not a list")
+            tables[side] = {}
+            for i, row in enumerate(rows):
+                ok = (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+                      and isinstance(row[1], str) and row[1] and type(row[2]) is int and row[2] > 0)
+                if not ok:
+                    raise ValueError(f"{side}[{i}] = {row!r} is not [slot type, token, n >= 1]")
+                if row[0] not in known:
+                    raise ValueError(f"{side}[{i}] names the unknown slot type {row[0]!r}")
+                tables[side][(row[0], row[1])] = row[2]
+        return cls(tables["start"], tables["end"])

@@ -16,7 +16,10 @@ tag sequence over each utterance's tokens (``tagging.viterbi_bio``, O(S K^2)
 per utterance, about 20 lines to port to an app); otherwise from ``slot_tags``.
 Files with ``labels.intent_tags`` in their metadata (bool [I, K], packed bits)
 choose the intent and the tags together (``tagging.joint_decode``: Viterbi for
-each of the top-3 intents over the tags that intent was trained with).
+each of the top-3 intents over the tags that intent was trained with). Files
+with ``labels.span_trims`` (``tagging.SpanTrims``, ``{"start": [[type, token,
+n], ...], "end": [...]}``) then move slot edges inside a token where the
+training data put them there (MTOP Spanish ``Recuérda|me``), whatever the decoding.
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ class TFLiteModel:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
         self.intents, self.tags = _check_labels(self.meta, self.path)
-        from .tagging import bio_allowed_transitions, unpack_bits, unpack_transitions
+        from .tagging import SpanTrims, bio_allowed_transitions, unpack_bits, unpack_transitions
         seen = self.meta["labels"].get("transitions")
         field = "labels.tags"
         try:
@@ -205,6 +208,11 @@ class TFLiteModel:
                 field = "labels.intent_tags"
                 self.intent_tags = unpack_bits(self.meta["labels"]["intent_tags"],
                                                (len(self.intents), len(self.tags)), "intent tag mask")
+            self.span_trims = None  # files since slot edges inside tokens (tagging.SpanTrims)
+            if self.meta["labels"].get("span_trims") is not None:
+                field = "labels.span_trims"
+                self.span_trims = SpanTrims.from_json(
+                    self.meta["labels"]["span_trims"], {t[2:] for t in self.tags if t != "O"})
         except ValueError as e:
             raise ModelFileError(f"{self.path}: metadata field {field!r}: {e}; the file is "
                                  "corrupt") from None
@@ -292,7 +300,8 @@ class TFLiteModel:
         constrained IOB2 Viterbi over the tags it was trained with), or, in files
         without ``labels.intent_tags``, the argmax intent and constrained Viterbi
         over all tags (older files yet: the argmax tags; ``decoding`` picks a
-        simpler decoder on purpose), with character offsets into the text (for
+        simpler decoder on purpose); then the file's ``labels.span_trims``, if
+        any, move slot edges inside tokens. Character offsets into the text (for
         bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
         """
         from .tagging import bio_to_spans, byte_to_char_offsets, joint_decode
@@ -310,8 +319,10 @@ class TFLiteModel:
                                       self.intent_tags if self.decoding == "joint" else None)
             else:
                 k, ids = int(np.argmax(probs)), out["slot_tags"][i][:n]
-            tags = [self.tags[int(j)] for j in ids]
-            results.append((self.intents[k], float(probs[k]), bio_to_spans(offs, tags)))
+            spans = bio_to_spans(offs, [self.tags[int(j)] for j in ids])
+            if self.span_trims:
+                spans = self.span_trims.apply(s, offs, spans)
+            results.append((self.intents[k], float(probs[k]), spans))
         return results
 
     def predict_batch(self, texts: Sequence) -> list[dict]:

@@ -41,12 +41,15 @@ class Labels:
     those (and IOB2-valid) transitions. ``intent_tags``: optional bool [I, K], the
     tags each intent may use (``tagging.intent_slot_tags`` of the training
     set); decoding then chooses intent and tags jointly (``tagging.joint_decode``).
+    ``span_trims``: optional ``tagging.SpanTrims`` learned from the training set;
+    decoded slots then may start or end inside a token (MTOP Spanish clitics).
     """
 
     intents: list[str]
     tags: list[str]
     transitions: np.ndarray | None = None
     intent_tags: np.ndarray | None = None
+    span_trims: tagging.SpanTrims | None = None
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example]) -> "Labels":
@@ -61,6 +64,8 @@ class Labels:
             out["transitions"] = tagging.pack_transitions(self.transitions)
         if self.intent_tags is not None:
             out["intent_tags"] = tagging.pack_bits(self.intent_tags)
+        if self.span_trims is not None:
+            out["span_trims"] = self.span_trims.to_json()
         return out
 
     def allowed_transitions(self) -> np.ndarray:
@@ -203,11 +208,15 @@ def _take(enc: Encoded, order: np.ndarray) -> Encoded:
 
 def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
                        tag_ids: np.ndarray):
-    """Predicted (intents, slot span lists) from intent ids [N] and tag ids [N, S]."""
+    """Predicted (intents, slot span lists) from intent ids [N] and tag ids [N, S];
+    with ``labels.span_trims``, slot edges move inside tokens as it says."""
     intents, slots = [], []
-    for offs, i, tg in zip(enc.offsets, intent_ids, tag_ids):
+    for text, offs, i, tg in zip(enc.texts, enc.offsets, intent_ids, tag_ids):
         intents.append(labels.intents[int(i)])
-        slots.append(tagging.bio_to_spans(offs, [labels.tags[int(t)] for t in tg[:len(offs)]]))
+        spans = tagging.bio_to_spans(offs, [labels.tags[int(t)] for t in tg[:len(offs)]])
+        if labels.span_trims:
+            spans = labels.span_trims.apply(text.decode("utf-8"), offs, spans)
+        slots.append(spans)
     return intents, slots
 
 

@@ -104,6 +104,10 @@ def models(tmp_path_factory):
         "metadata_bad_intent_tags": add_metadata(buf, _meta(tags, labels={
             "intents": INTENTS, "tags": tags,
             "intent_tags": tagging.pack_bits(np.ones((2, len(tags)), bool))})),
+        # our model, a span trim rule for a slot type the labels do not have
+        "metadata_bad_span_trims": add_metadata(buf, _meta(tags, labels={
+            "intents": INTENTS, "tags": tags,
+            "span_trims": {"start": [["NO_SUCH_TYPE", "token", 1]], "end": []}})),
         # our model, its constant projection config corrupted (F = 0): the kernel refuses it
         "corrupt_projection_config": _replace_once(buf, proj.to_vector().tobytes(),
                                                    np.array([1, 0, 0, 16, 0, 16, 0], np.int32).tobytes()),
@@ -136,7 +140,7 @@ def models(tmp_path_factory):
 BAD_MODELS = ["keras_no_metadata", "keras_with_our_metadata", "renamed_custom_op",
               "corrupt_projection_config",
               "metadata_without_labels", "metadata_wrong_intents", "metadata_bad_intent_tags",
-              "zero_length", "random_bytes",
+              "metadata_bad_span_trims", "zero_length", "random_bytes",
               "png", "truncated_half", "truncated_header", "tfl3_bad_root", "zip_of_model",
               "directory", "missing"]
 EXPECTED_WORDS = {  # what the one-line message must say (besides the file name)
@@ -147,6 +151,7 @@ EXPECTED_WORDS = {  # what the one-line message must say (besides the file name)
     "metadata_without_labels": "labels.intents",
     "metadata_wrong_intents": "2 intents",
     "metadata_bad_intent_tags": "labels.intent_tags",
+    "metadata_bad_span_trims": "labels.span_trims",
     "zero_length": "not a TFLite model",
     "random_bytes": "not a TFLite model",
     "png": "not a TFLite model",

@@ -42,7 +42,11 @@ def tiny_build(tmp_path_factory):
     for split, n in (("train", 240), ("eval", 30), ("test", 30)):
         d = root / "en"
         d.mkdir(exist_ok=True)
-        (d / f"{split}.txt").write_text("\n".join(_make_examples(rng, n)) + "\n", encoding="utf-8")
+        lines = _make_examples(rng, n)
+        if split == "train":  # MTOP Spanish style: the slot "me" is the end of the token
+            lines += [_line(f"Recuérdame llamar a {p}", "CREATE_REMINDER",
+                            [("PERSON_REMINDED", "me"), ("TODO", f"llamar a {p}")]) for p in NAMES]
+        (d / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--out", str(out), "--epochs", "6", "--qat-epochs", "1",
@@ -123,6 +127,33 @@ def test_tflite_predictions_equal_keras(tiny_build):
     spans = T.decode_predictions(enc, labels, k_ji, k_jt)[1]
     assert np.mean([list(a) == list(d[2]) for a, d in zip(spans, decoded)]) >= 0.9
     keras.backend.clear_session()
+
+
+def test_span_trims_travel_in_the_file_and_move_decoded_edges(tiny_build):
+    """The file carries the slot edges inside tokens learned from its training set
+    (``Recuérda|me``), and its decoder applies such rules to the decoded spans."""
+    from ondevice_nlp import train as T
+    from ondevice_nlp.data import Slot, load_dataset
+    from ondevice_nlp.tagging import SpanTrims
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, out = tiny_build
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    train = load_dataset("mtop", str(root), ["en"], "train")["en"]
+    offs = [T.token_char_offsets(e.text, 16) for e in train]
+    assert tfl.span_trims == SpanTrims.learn([e.text for e in train], offs, [e.slots for e in train])
+    assert tfl.span_trims.start == {("PERSON_REMINDED", "recuérdame"): 8}
+    # a rule for what the model predicts on a test text moves that span's edge
+    texts = ["what is the weather in Paris", "send a message to Angelika"]
+    tfl.span_trims = SpanTrims()
+    before = [d[2] for d in tfl.decode_batch(texts)]
+    first = before[0][0] if before[0] else before[1][0]
+    text = texts[0] if before[0] else texts[1]
+    token = text[first.start:].split(" ")[0]
+    assert len(token) >= 2
+    tfl.span_trims = SpanTrims({(first.type, token.lower()): 1}, {})
+    after = [d[2] for d in tfl.decode_batch(texts)]
+    assert Slot(first.type, first.start + 1, first.end) in after[texts.index(text)]
 
 
 def test_predict_cli_gives_char_offsets(tiny_build, capsys):

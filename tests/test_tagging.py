@@ -324,3 +324,85 @@ def test_bit_masks_round_trip_with_their_shape():
         np.testing.assert_array_equal(unpack_bits(pack_bits(mask), shape), mask)
     with pytest.raises(ValueError, match="intent tag mask has"):
         unpack_bits(pack_bits(np.ones((3, 5), bool)), (30, 5), "intent tag mask")
+
+
+# Spanish MTOP style: the pronoun slot is the clitic at the end of the verb token
+CLITIC_TRAIN = [
+    ("Recuérdame llamar a mamá", [("PERSON_REMINDED", 8, 10), ("TODO", 11, 24)]),
+    ("recuérdame comprar pan", [("PERSON_REMINDED", 8, 10), ("TODO", 11, 22)]),
+    ("Recuérdame pagar", [("PERSON_REMINDED", 8, 10), ("TODO", 11, 16)]),
+    # a rule seen once is not kept (min_count=2)
+    ("Muéstrame mis recordatorios", [("PERSON_REMINDED", 7, 9)]),
+    # (TODO, "llamar") starts inside the token once, at its start twice: no rule
+    ("llamar a mamá", [("TODO", 0, 13)]),
+    ("llamar a papá", [("TODO", 0, 13)]),
+    ("xllamar", [("TODO", 1, 7)]),
+    # an edge inside a compound: end 7 characters before the end of "videomensaje"
+    ("enviar videomensaje", [("TYPE_CONTENT", 7, 12)]),
+    ("un videomensaje", [("TYPE_CONTENT", 3, 8)]),
+]
+
+
+def _clitic_data():
+    texts = [t for t, _ in CLITIC_TRAIN]
+    slots = [[Slot(*s) for s in sl] for _, sl in CLITIC_TRAIN]
+    return texts, [whitespace_offsets(t) for t in texts], slots
+
+
+def test_span_trims_learn_the_majority_edge_inside_a_token():
+    from ondevice_nlp.tagging import SpanTrims
+    trims = SpanTrims.learn(*_clitic_data())
+    assert trims.start == {("PERSON_REMINDED", "recuérdame"): 8}
+    assert trims.end == {("TYPE_CONTENT", "videomensaje"): 7}
+    assert len(trims) == 2
+    # with min_count=1 the single Muéstrame example makes a rule too
+    assert SpanTrims.learn(*_clitic_data(), min_count=1).start[("PERSON_REMINDED", "muéstrame")] == 7
+    with pytest.raises(ValueError, match="2 texts"):
+        SpanTrims.learn(["a", "b"], [[(0, 1)]], [[]])
+
+
+def test_span_trims_recover_the_gold_slots_from_whole_token_tags():
+    """Gold slots -> BIO on whole tokens -> spans -> trims gives the gold slots back,
+    which whole-token spans alone cannot."""
+    from ondevice_nlp.tagging import SpanTrims
+    texts, offsets, slots = _clitic_data()
+    trims = SpanTrims.learn(texts, offsets, slots)
+    for i in (0, 1, 2, 7, 8):
+        whole = bio_to_spans(offsets[i], spans_to_bio(offsets[i], slots[i])[0])
+        assert whole != slots[i]
+        assert trims.apply(texts[i], offsets[i], whole) == slots[i]
+    # unseen text: the rule applies to the same lowercased token, not to others
+    text = "RECUÉRDAME mañana"
+    offs = whitespace_offsets(text)
+    spans = [Slot("PERSON_REMINDED", 0, 10), Slot("DATE_TIME", 11, 17)]
+    assert trims.apply(text, offs, spans) == [Slot("PERSON_REMINDED", 8, 10), Slot("DATE_TIME", 11, 17)]
+    # a span of another type on the same token, or not on token edges, is left alone
+    assert trims.apply(text, offs, [Slot("TODO", 0, 10)]) == [Slot("TODO", 0, 10)]
+    assert trims.apply(text, offs, [Slot("PERSON_REMINDED", 1, 10)]) == [Slot("PERSON_REMINDED", 1, 10)]
+    # rules that would leave a span empty keep it whole
+    both = SpanTrims({("X", "ab"): 1}, {("X", "ab"): 1})
+    assert both.apply("ab", [(0, 2)], [Slot("X", 0, 2)]) == [Slot("X", 0, 2)]
+
+
+def test_span_trims_round_trip_through_metadata_json_and_reject_bad_tables():
+    import json
+    from ondevice_nlp.tagging import SpanTrims
+    trims = SpanTrims.learn(*_clitic_data())
+    types = ["PERSON_REMINDED", "TODO", "TYPE_CONTENT"]
+    obj = json.loads(json.dumps(trims.to_json(), ensure_ascii=False))
+    assert obj == {"start": [["PERSON_REMINDED", "recuérdame", 8]],
+                   "end": [["TYPE_CONTENT", "videomensaje", 7]]}
+    assert SpanTrims.from_json(obj, types) == trims
+    bad = [  # (words the error must contain, table)
+        ("keys 'start' and 'end'", []),
+        ("keys 'start' and 'end'", {"start": []}),
+        ("'end' is not a list", {"start": [], "end": "x"}),
+        ("is not \\[slot type", {"start": [["TODO", "x"]], "end": []}),
+        ("n >= 1", {"start": [["TODO", "x", 0]], "end": []}),
+        ("n >= 1", {"start": [], "end": [["TODO", "x", 1.5]]}),
+        ("token, n", {"start": [["TODO", "", 1]], "end": []}),
+        ("unknown slot type 'NOPE'", {"start": [["NOPE", "x", 1]], "end": []}),
+    ]
+    for words, obj in bad:
+        with pytest.raises(ValueError, match=words):
+            SpanTrims.from_json(obj, types)
