@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
                    help="skip and count malformed dataset lines instead of failing")
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
-                        "start at quantization-aware training")
+                        "start at quantization-aware training; with QAT complete as well "
+                        "(checkpoints/qat.done.json), export and evaluate only")
     b.add_argument("--teacher", metavar="T",
                    help="teacher folder (from `ondevice-nlp teacher`): train on hard labels "
                         "plus its soft targets (knowledge distillation)")

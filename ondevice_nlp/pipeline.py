@@ -9,7 +9,9 @@ Writes into OUT:
   ``report.md``       the same as a short human-readable table;
   ``build.log``       the log; ``checkpoints/`` best float and QAT weights, and
                       ``float.done.json`` once the float phase is complete
-                      (``--resume`` then starts at QAT from the best float weights).
+                      (``--resume`` then starts at QAT from the best float weights),
+                      ``qat.done.json`` once QAT is (``--resume`` after both: export
+                      and evaluation only, e.g. to write a newer metadata format).
 """
 
 from __future__ import annotations
@@ -294,7 +296,8 @@ def build(a: BuildArgs) -> dict:
     verbose = T.keras_verbosity()
     ckpt = os.path.join(a.out, "checkpoints")
     if not a.resume:  # a fresh run must not pick up an older run's state
-        for name in ("float.done.json", "float.weights.h5.state.json", "qat.weights.h5.state.json"):
+        for name in ("float.done.json", "float.weights.h5.state.json", "qat.done.json",
+                     "qat.weights.h5.state.json"):
             if os.path.exists(os.path.join(ckpt, name)):
                 os.remove(os.path.join(ckpt, name))
         for name in ("float_backup", "qat_backup"):
@@ -306,7 +309,8 @@ def build(a: BuildArgs) -> dict:
     float_ckpt = os.path.join(ckpt, "float.weights.h5")
     float_done = os.path.join(ckpt, "float.done.json")
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
-    if a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt):
+    float_resumed = a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt)
+    if float_resumed:
         try:
             model.load_weights(float_ckpt)
         except ValueError as e:  # e.g. written before QuantLayerNorm replaced LayerNormalization
@@ -334,10 +338,21 @@ def build(a: BuildArgs) -> dict:
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
                     weight_decay=a.weight_decay, losses=losses)
-    qcb = T.EvalExactMatch(evals, labels, proj, a.patience,
-                           os.path.join(ckpt, "qat.weights.h5"), "qat", resume=a.resume)
-    qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
-                  backup_dir=os.path.join(ckpt, "qat_backup"))
+    qat_ckpt = os.path.join(ckpt, "qat.weights.h5")
+    qat_done = os.path.join(ckpt, "qat.done.json")
+    qcb = T.EvalExactMatch(evals, labels, proj, a.patience, qat_ckpt, "qat", resume=a.resume)
+    # a completed QAT phase is reused only on top of the float weights it started from
+    if float_resumed and os.path.exists(qat_done) and os.path.exists(qat_ckpt):
+        qat.load_weights(qat_ckpt)
+        with open(qat_done, encoding="utf-8") as f:
+            done = json.load(f)
+        qcb.history, qat_s = done["history"], done["seconds"]
+        log.info("resumed: QAT phase already complete (%d epochs), loaded %s",
+                 len(qcb.history), qat_ckpt)
+    else:
+        qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
+                      backup_dir=os.path.join(ckpt, "qat_backup"))
+        T.write_json_atomic(qat_done, {"history": qcb.history, "seconds": qat_s})
     qat_test = {lang: T.evaluate_keras(qat, ex, enc, labels, proj)
                 for lang, (ex, enc) in tests.items()}
 

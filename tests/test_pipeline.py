@@ -233,8 +233,9 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_resume_skips_completed_float_phase(tiny_build, tmp_path):
-    """--resume reuses the completed float phase and ends with the same float metrics."""
+def test_resume_skips_completed_float_and_qat_phases(tiny_build, tmp_path):
+    """--resume reuses the completed float and QAT phases (export and evaluation run again)
+    and ends with the same Keras metrics; without the QAT phase's marker QAT runs again."""
     import shutil
 
     root, out = tiny_build
@@ -250,6 +251,17 @@ def test_resume_skips_completed_float_phase(tiny_build, tmp_path):
     after = json.loads((again / "metrics.json").read_text())
     assert after["keras"]["en"] == before["keras"]["en"]
     assert after["eval_history"]["float"] == before["eval_history"]["float"]
+    assert "resumed: QAT phase already complete" in log
+    assert after["keras_qat"]["en"] == before["keras_qat"]["en"]
+    assert after["eval_history"]["qat"] == before["eval_history"]["qat"]
+    assert abs(after["tflite"]["en"]["exact_match"] - before["tflite"]["en"]["exact_match"]) <= 0.1
+    (again / "checkpoints" / "qat.done.json").unlink()
+    assert cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                     "--size", "tiny", "--out", str(again), "--epochs", "6", "--qat-epochs", "1",
+                     "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume"]) == 0
+    log = (again / "build.log").read_text()
+    assert log.count("resumed: QAT phase already complete") == 1 and "[qat] epoch 1" in log
+    assert (again / "checkpoints" / "qat.done.json").exists()
 
 
 def test_resume_from_a_checkpoint_of_another_model_is_a_clear_error(tiny_build, tmp_path, capsys):
