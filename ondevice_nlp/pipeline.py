@@ -238,6 +238,27 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _reuse_phase(model, ckpt_path: str, done_path: str, cb, model_name: str) -> float:
+    """Load a completed training phase (``--resume``): its best weights into ``model``, its
+    eval history into the callback ``cb``; returns the phase's training seconds.
+
+    Raises:
+      ValueError: the checkpoint does not fit ``model`` (names the file).
+    """
+    try:
+        model.load_weights(ckpt_path)
+    except ValueError as e:  # e.g. written before QuantLayerNorm replaced LayerNormalization
+        raise ValueError(f"{ckpt_path}: cannot resume from this checkpoint, it does not fit "
+                         f"this version's {model_name} model ({' '.join(str(e).split())[:300]}); "
+                         "run again without --resume") from None
+    with open(done_path, encoding="utf-8") as f:
+        done = json.load(f)
+    cb.history = done["history"]
+    log.info("resumed: %s phase already complete (%d epochs), loaded %s",
+             "QAT" if cb.tag == "qat" else cb.tag, len(cb.history), ckpt_path)
+    return done["seconds"]
+
+
 def build(a: BuildArgs) -> dict:
     """Run the whole job; returns the metrics dict also written to metrics.json.
 
@@ -311,17 +332,7 @@ def build(a: BuildArgs) -> dict:
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
     float_resumed = a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt)
     if float_resumed:
-        try:
-            model.load_weights(float_ckpt)
-        except ValueError as e:  # e.g. written before QuantLayerNorm replaced LayerNormalization
-            raise ValueError(f"{float_ckpt}: cannot resume from this checkpoint, it does not fit "
-                             f"this version's {a.model} model ({' '.join(str(e).split())[:300]}); "
-                             "run again without --resume") from None
-        with open(float_done, encoding="utf-8") as f:
-            done = json.load(f)
-        cb.history, float_s = done["history"], done["seconds"]
-        log.info("resumed: float phase already complete (%d epochs), loaded %s",
-                 len(cb.history), float_ckpt)
+        float_s = _reuse_phase(model, float_ckpt, float_done, cb, a.model)
     else:
         float_s = T.fit(model, train_ds, a.epochs, cb, verbose,
                         backup_dir=os.path.join(ckpt, "float_backup"))
@@ -343,12 +354,7 @@ def build(a: BuildArgs) -> dict:
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience, qat_ckpt, "qat", resume=a.resume)
     # a completed QAT phase is reused only on top of the float weights it started from
     if float_resumed and os.path.exists(qat_done) and os.path.exists(qat_ckpt):
-        qat.load_weights(qat_ckpt)
-        with open(qat_done, encoding="utf-8") as f:
-            done = json.load(f)
-        qcb.history, qat_s = done["history"], done["seconds"]
-        log.info("resumed: QAT phase already complete (%d epochs), loaded %s",
-                 len(qcb.history), qat_ckpt)
+        qat_s = _reuse_phase(qat, qat_ckpt, qat_done, qcb, a.model)
     else:
         qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
                       backup_dir=os.path.join(ckpt, "qat_backup"))
