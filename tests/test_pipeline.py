@@ -156,6 +156,22 @@ def test_span_trims_travel_in_the_file_and_move_decoded_edges(tiny_build):
     assert Slot(first.type, first.start + 1, first.end) in after[texts.index(text)]
 
 
+def test_everything_after_the_custom_op_is_int8(tiny_build):
+    """Full-integer file: float32 only on the custom op's outputs (QUANTIZE), on the
+    dequantized outputs (DEQUANTIZE) and on the slot-tag argmax of those."""
+    from ondevice_nlp import ops
+
+    _, out = tiny_build
+    interp = ops.make_interpreter(str(out / "model.tflite"), op_resolver="reference")
+    interp.allocate_tensors()
+    dtype = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    float_ops = {op["op_name"] for op in interp._get_ops_details()  # noqa: SLF001
+                 if any(dtype[i] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)}
+    assert float_ops <= {"OndeviceProjection", "QUANTIZE", "DEQUANTIZE", "ARG_MAX"}, float_ops
+    names = {op["op_name"] for op in interp._get_ops_details()}  # noqa: SLF001
+    assert {"FULLY_CONNECTED", "RSQRT", "MEAN", "GELU"} <= names
+
+
 def test_predict_cli_gives_char_offsets(tiny_build, capsys):
     _, out = tiny_build
     text = "what is the weather in São Paulo"

@@ -168,8 +168,8 @@ class QuantLayerNorm(L.LayerNormalization):
     ``(x - mean) * rsqrt(var + eps) * gamma + beta`` (Ba et al. 2016), same
     weights (gamma, beta), so checkpoints of either load into the other.
 
-    Why: the int8 ``.tflite`` computes LayerNorm as MEAN, SQUARED_DIFFERENCE /
-    MUL, MEAN, ADD, RSQRT, MUL in int8. tfmot's QAT only fake-quantizes the
+    Why: the int8 ``.tflite`` computes LayerNorm as MEAN, SUB, MUL, MEAN, ADD,
+    RSQRT, MUL in int8. tfmot's QAT only fake-quantizes the
     layer's output, so the variance and 1/std tensors get their int8 ranges from
     the converter's calibration instead, and those came out too narrow: on the
     six-language MTOP model the first LayerNorm's variance range was [0, 3.35]
@@ -203,7 +203,9 @@ class QuantLayerNorm(L.LayerNormalization):
     def call(self, inputs):
         mean = tf.reduce_mean(inputs, axis=-1, keepdims=True)
         centred = self.centred_activation(inputs - mean)
-        square = self.square_activation(tf.square(centred))
+        # a product, not tf.square: TFLite's SQUARE has no int8 kernel, so the converter
+        # left it in float32 between a DEQUANTIZE and a QUANTIZE; MUL runs in int8
+        square = self.square_activation(centred * centred)
         var = self.variance_activation(tf.reduce_mean(square, axis=-1, keepdims=True))
         inv_std = self.inv_std_activation(tf.math.rsqrt(var + self.epsilon))
         return centred * inv_std * self.gamma + self.beta
