@@ -170,6 +170,19 @@ def test_everything_after_the_custom_op_is_int8(tiny_build):
     assert float_ops <= {"OndeviceProjection", "QUANTIZE", "DEQUANTIZE", "ARG_MAX"}, float_ops
     names = {op["op_name"] for op in interp._get_ops_details()}  # noqa: SLF001
     assert {"FULLY_CONNECTED", "RSQRT", "MEAN", "GELU"} <= names
+    # LayerNorm's variance + epsilon (the ADD before each RSQRT) keeps the QAT range of
+    # the variance (the MEAN before it), not a narrower one calibrated by the converter
+    details = interp._get_ops_details()  # noqa: SLF001
+    made_by = {o: op for op in details for o in op["outputs"]}
+    scale = {d["index"]: d["quantization"] for d in interp.get_tensor_details()}
+    rsqrts = [op for op in details if op["op_name"] == "RSQRT"]
+    assert rsqrts
+    for op in rsqrts:
+        add = made_by[op["inputs"][0]]
+        assert add["op_name"] == "ADD"
+        mean = [made_by[i] for i in add["inputs"] if i in made_by and made_by[i]["op_name"] == "MEAN"]
+        assert len(mean) == 1
+        assert scale[add["outputs"][0]] == scale[mean[0]["outputs"][0]]
 
 
 def test_predict_cli_gives_char_offsets(tiny_build, capsys):
