@@ -185,6 +185,26 @@ def test_everything_after_the_custom_op_is_int8(tiny_build):
         assert scale[add["outputs"][0]] == scale[mean[0]["outputs"][0]]
 
 
+def test_int8_layer_error_tool_compares_the_file_with_its_qat_model(tiny_build, capsys):
+    """tools/int8_layer_error.py finds the QAT layers' outputs among the .tflite's tensors
+    and reports small relative errors (the int8 file tracks its QAT model)."""
+    import importlib.util
+
+    root, out = tiny_build
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "int8_layer_error.py")
+    spec = importlib.util.spec_from_file_location("int8_layer_error", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(out), "--data-dir", str(root), "--languages", "en", "--n", "10"]) == 0
+    rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()
+            if ln.startswith("| quant")]
+    errors = {r[1].strip(): float(r[3]) for r in rows}
+    assert {"quant_bottleneck", "quant_b0_token_ln", "quant_intent", "quant_slots"} <= set(errors)
+    assert all(0.0 <= e < 0.25 for e in errors.values()), errors
+    assert errors["quant_bottleneck"] < 0.05
+
+
 def test_predict_cli_gives_char_offsets(tiny_build, capsys):
     _, out = tiny_build
     text = "what is the weather in São Paulo"
