@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -43,6 +43,9 @@ pqrnn-en:
 
 pqrnn-2mb-en:
 	$(call run,build $(MTOP_EN) --model pqrnn --size 2mb)
+
+pqrnn-all:
+	$(call run,build $(MTOP_ALL) --model pqrnn --epochs 25 --qat-epochs 2 $(MULTI))
 
 massive-en:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer)
