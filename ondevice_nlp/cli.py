@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--max-eval-examples", type=int, help="subsample eval/test per language")
     b.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed dataset lines instead of failing")
+    b.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
+                   help="give this share (0-1) of the training utterances a copy whose slot values "
+                        "are other training values of the same type (slot-value substitution)")
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "
@@ -196,7 +199,8 @@ def _build(args) -> int:
             seed=args.seed, max_train_examples=args.max_train_examples,
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
             resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
-            distill_weight=args.distill_weight))
+            distill_weight=args.distill_weight,
+            augment_slots=args.augment_slots))
     return 0
 
 

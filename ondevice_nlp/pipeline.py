@@ -60,6 +60,7 @@ class BuildArgs:
     teacher: str | None = None  # teacher folder (``ondevice-nlp teacher``): distil from it
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
+    augment_slots: float = 0.0  # share of training utterances given a slot-substituted copy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +292,15 @@ def build(a: BuildArgs) -> dict:
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
              len(train_ex), ", ".join(f"{k}={len(v)}" for k, v in splits["train"].items()),
              len(labels.intents), len(labels.tags), S, proj.feature_size, size.window)
+    if a.augment_slots:
+        if a.teacher:
+            raise ValueError("--augment-slots cannot be combined with --teacher: the teacher's soft "
+                             "targets cover the original training utterances only")
+        from .augment import substitute_slot_values
+        extra = substitute_slot_values(train_ex, a.augment_slots, a.seed)
+        enc_train = T.concat_encoded(enc_train, T.encode(extra, labels, S))
+        log.info("slot-value substitution: %d extra training utterances (rate %g)", len(extra),
+                 a.augment_slots)
     soft, losses, teacher = None, None, None
     if a.teacher:  # knowledge distillation: soft targets ride along with each example
         from . import distill
@@ -311,7 +321,7 @@ def build(a: BuildArgs) -> dict:
     model, static = make(True), make(False)
     n_params = int(static.count_params())
     log.info("%s %s: %d parameters", a.model, size_name, n_params)
-    steps = T.steps_for(len(train_ex), a.batch_size)
+    steps = T.steps_for(len(enc_train.texts), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                               cut_to_longest=True, bucket=True, soft=soft)
     verbose = T.keras_verbosity()
@@ -380,7 +390,8 @@ def build(a: BuildArgs) -> dict:
         "model_size_bytes": nbytes, "parameters": n_params,
         "model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
-        "train_examples": len(train_ex),
+        "train_examples": len(train_ex), "augment_slots": a.augment_slots,
+        "augmented_examples": len(enc_train.texts) - len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
         "eval_history": {"float": cb.history, "qat": qcb.history},
         "seconds": {"float_training": round(float_s, 1), "qat": round(qat_s, 1),

@@ -121,6 +121,13 @@ def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Enco
     return Encoded(texts, intents, tags, mask, uncovered, all_offsets)
 
 
+def concat_encoded(a: Encoded, b: Encoded) -> Encoded:
+    """``a``'s examples followed by ``b``'s (same S)."""
+    return Encoded(np.concatenate([a.texts, b.texts]), np.concatenate([a.intents, b.intents]),
+                   np.concatenate([a.tags, b.tags]), np.concatenate([a.mask, b.mask]),
+                   a.n_uncovered_slots + b.n_uncovered_slots, [*a.offsets, *b.offsets])
+
+
 def _bucket_boundaries(lengths: np.ndarray, n_buckets: int = 8) -> list[int]:
     """Token-count bucket boundaries at the deciles of ``lengths`` (similar-size buckets)."""
     qs = np.quantile(lengths, np.linspace(0, 1, n_buckets + 1)[1:-1]) if len(lengths) else []

@@ -1,0 +1,90 @@
+"""Slot-value substitution (ondevice_nlp/augment.py)."""
+
+import pytest
+
+from ondevice_nlp.augment import substitute_slot_values
+from ondevice_nlp.data import Example, Slot
+
+
+def _ex(text, intent, slots, language="en"):
+    spans = []
+    for t, v in slots:
+        start = text.index(v)
+        spans.append(Slot(t, start, start + len(v)))
+    return Example(text, language, intent, tuple(sorted(spans, key=lambda s: (s.start, s.end))))
+
+
+EXAMPLES = [
+    _ex("wake me up at 7 am tomorrow", "CREATE_ALARM", [("DATE_TIME", "at 7 am tomorrow")]),
+    _ex("set an alarm for noon", "CREATE_ALARM", [("DATE_TIME", "for noon")]),
+    _ex("call Angelika Smith now", "CREATE_CALL", [("CONTACT", "Angelika Smith"), ("DATE_TIME", "now")]),
+    _ex("call Bob", "CREATE_CALL", [("CONTACT", "Bob")]),
+    _ex("what is the weather", "GET_WEATHER", []),
+    _ex("llama a Ana", "CREATE_CALL", [("CONTACT", "Ana")], language="es"),
+]
+
+
+def test_substituted_copies_keep_intent_context_and_exact_spans():
+    out = substitute_slot_values(EXAMPLES, 1.0, seed=3)
+    # every example with slots gets one copy; the slotless one none
+    assert len(out) == 5
+    values = {("en", "DATE_TIME"): {"at 7 am tomorrow", "for noon", "now"},
+              ("en", "CONTACT"): {"Angelika Smith", "Bob"}, ("es", "CONTACT"): {"Ana"}}
+    for src, new in zip([e for e in EXAMPLES if e.slots], out):
+        assert (new.intent, new.language) == (src.intent, src.language)
+        assert [s.type for s in new.slots] == [s.type for s in src.slots]
+        for s in new.slots:
+            assert new.text[s.start:s.end] in values[(new.language, s.type)]
+        # the words outside the slots are unchanged
+        def outside(e):
+            parts, pos = [], 0
+            for s in e.slots:
+                parts.append(e.text[pos:s.start])
+                pos = s.end
+            return parts + [e.text[pos:]]
+        assert outside(new) == outside(src)
+    # Spanish values never leak into English utterances and vice versa
+    assert out[-1].text == "llama a Ana"
+    # deterministic per seed, and different seeds give other copies
+    assert substitute_slot_values(EXAMPLES, 1.0, seed=3) == out
+    assert any(substitute_slot_values(EXAMPLES, 1.0, seed=s) != out for s in range(4, 10))
+
+
+def test_rate_and_overlapping_slots():
+    assert substitute_slot_values(EXAMPLES, 0.0) == []
+    half = substitute_slot_values(EXAMPLES * 40, 0.5, seed=0)
+    assert 60 <= len(half) <= 140  # about half of the 200 examples with slots
+    overlapping = Example("call Bob now", "en", "CREATE_CALL",
+                          (Slot("CONTACT", 5, 8), Slot("X", 6, 12)))
+    assert substitute_slot_values([overlapping], 1.0) == []
+    with pytest.raises(ValueError, match="rate"):
+        substitute_slot_values(EXAMPLES, 1.5)
+
+
+def test_build_with_augment_slots(tmp_path, capsys):
+    """`build --augment-slots 1` trains on the training set plus one substituted copy of each
+    utterance with slots; with --teacher it is a clear error."""
+    import json
+    import random
+
+    from test_pipeline import _make_examples
+
+    from ondevice_nlp import cli
+
+    root = tmp_path / "mtop"
+    (root / "en").mkdir(parents=True)
+    rng = random.Random(0)
+    for split, n in (("train", 60), ("eval", 10), ("test", 10)):
+        lines = _make_examples(rng, n)
+        (root / "en" / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+            "--size", "tiny", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "16",
+            "--augment-slots", "1"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["augment_slots"] == 1.0 and m["augmented_examples"] == 60 == m["train_examples"]
+    assert "slot-value substitution: 60 extra training utterances" in (out / "build.log").read_text()
+    rc = cli.main([*args, "--out", str(tmp_path / "kd"), "--teacher", str(tmp_path / "nope")])
+    assert rc == 2
+    assert "--augment-slots cannot be combined with --teacher" in capsys.readouterr().err
