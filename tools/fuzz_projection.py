@@ -22,8 +22,11 @@ the Python reference so its branches (UTF-8 decoder, character classes,
 tokenizer) guide the search; every input is split into 1..4 strings and run
 through all three. Extra arguments go to libFuzzer, e.g.::
 
-    python tools/fuzz_projection.py atheris -runs=100000 -max_len=4096 CORPUS_DIR
+    python tools/fuzz_projection.py atheris -runs=100000 -max_len=4096 -rss_limit_mb=6144 CORPUS_DIR
     python tools/fuzz_projection.py atheris -max_total_time=600 -seed_corpus  # seeds: ./projection-seeds
+
+The process holds TensorFlow and the TFLite interpreter (about 2.1 GB resident), over
+libFuzzer's default ``-rss_limit_mb=2048``: pass a higher limit, e.g. ``-rss_limit_mb=6144``.
 
 A mismatch raises AssertionError: libFuzzer saves the input as ``crash-*``.
 
