@@ -303,12 +303,14 @@ def _op_resolver_type(op_resolver: str):
 
 def make_interpreter(model_path: str | os.PathLike | None = None,
                      model_content: bytes | None = None, num_threads: int = 1,
-                     op_resolver: str = "default"):
+                     op_resolver: str = "default", preserve_all_tensors: bool = False):
     """An ``ai_edge_litert`` ``InterpreterWithCustomOps`` with our op registered.
 
     Exactly one of ``model_path`` / ``model_content`` must be given;
     ``op_resolver`` picks the builtin kernels (one of :data:`OP_RESOLVERS`;
-    our op is registered in every one). The model
+    our op is registered in every one); ``preserve_all_tensors`` keeps every
+    intermediate tensor readable after ``invoke()`` (for debugging; more memory,
+    as ai-edge-litert's ``experimental_preserve_all_tensors``). The model
     is checked first (size, ``TFL3`` flatbuffer identifier, root offset) so a
     wrong file gives a clear exception; the interpreter then runs the
     flatbuffer verifier (a truncated or corrupted model is a ValueError, not a
@@ -329,7 +331,8 @@ def make_interpreter(model_path: str | os.PathLike | None = None,
     from ai_edge_litert.interpreter import InterpreterWithCustomOps  # pylint: disable=import-outside-toplevel
 
     kwargs: dict[str, Any] = {"num_threads": num_threads,
-                              "experimental_op_resolver_type": _op_resolver_type(op_resolver)}
+                              "experimental_op_resolver_type": _op_resolver_type(op_resolver),
+                              "experimental_preserve_all_tensors": preserve_all_tensors}
     if model_path is not None:
         path = Path(os.fspath(model_path))
         if not path.exists():

@@ -164,17 +164,17 @@ def test_everything_after_the_custom_op_is_int8(tiny_build):
     _, out = tiny_build
     interp = ops.make_interpreter(str(out / "model.tflite"), op_resolver="reference")
     interp.allocate_tensors()
-    dtype = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
-    float_ops = {op["op_name"] for op in interp._get_ops_details()  # noqa: SLF001
+    tensors = interp.get_tensor_details()
+    details = interp._get_ops_details()  # noqa: SLF001
+    dtype = {d["index"]: d["dtype"] for d in tensors}
+    float_ops = {op["op_name"] for op in details
                  if any(dtype[i] == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)}
     assert float_ops <= {"OndeviceProjection", "QUANTIZE", "DEQUANTIZE", "ARG_MAX"}, float_ops
-    names = {op["op_name"] for op in interp._get_ops_details()}  # noqa: SLF001
-    assert {"FULLY_CONNECTED", "RSQRT", "MEAN", "GELU"} <= names
+    assert {"FULLY_CONNECTED", "RSQRT", "MEAN", "GELU"} <= {op["op_name"] for op in details}
     # LayerNorm's variance + epsilon (the ADD before each RSQRT) keeps the QAT range of
     # the variance (the MEAN before it), not a narrower one calibrated by the converter
-    details = interp._get_ops_details()  # noqa: SLF001
     made_by = {o: op for op in details for o in op["outputs"]}
-    scale = {d["index"]: d["quantization"] for d in interp.get_tensor_details()}
+    scale = {d["index"]: d["quantization"] for d in tensors}
     rsqrts = [op for op in details if op["op_name"] == "RSQRT"]
     assert rsqrts
     for op in rsqrts:

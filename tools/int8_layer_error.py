@@ -82,7 +82,6 @@ def main(argv=None) -> int:
 
     import tensorflow as tf  # noqa: F401  (loads our TF op)
     import tf_keras as keras
-    from ai_edge_litert.interpreter import InterpreterWithCustomOps, OpResolverType
 
     from ondevice_nlp import ops
     from ondevice_nlp import train as T
@@ -92,11 +91,7 @@ def main(argv=None) -> int:
     path = os.path.join(a.run_dir, "model.tflite")
     tfl = TFLiteModel(path)
     qat, proj = load_qat_model(a.run_dir, tfl)
-    ops.load_tflite_library()
-    interp = InterpreterWithCustomOps(
-        custom_op_registerers=[ops.tflite_registerer], model_path=path,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-        experimental_preserve_all_tensors=True)
+    interp = ops.make_interpreter(path, op_resolver="reference", preserve_all_tensors=True)
     interp.allocate_tensors()
     details = interp.get_tensor_details()
     pairs = match_layers(qat, details, interp._get_ops_details())  # noqa: SLF001
