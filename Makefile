@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -60,6 +60,16 @@ bilstm-en:
 
 transformer-en:
 	$(call run,build $(MTOP_EN) --model transformer)
+
+# the six MTOP languages, with the mtop-all / pqrnn-all settings
+bilstm-all:
+	$(call run,build $(MTOP_ALL) --model bilstm --epochs 25 --qat-epochs 2 $(MULTI))
+
+transformer-all:
+	$(call run,build $(MTOP_ALL) --model transformer --epochs 25 --qat-epochs 2 $(MULTI))
+
+pqrnn-2mb-all:
+	$(call run,build $(MTOP_ALL) --model pqrnn --size 2mb --epochs 25 --qat-epochs 2 $(MULTI))
 
 # Distillation (README "Teacher and distillation"): a ~10 M-parameter pNLP-Mixer teacher on
 # MTOP en writes its soft targets, then the base student trains on them.
