@@ -384,6 +384,7 @@ def _test_models(tmp: Path) -> list[Path]:
 
     from ondevice_nlp import ops
     from ondevice_nlp.benchmark import DEFAULT_TEXTS
+    from ondevice_nlp.export import representative_dataset
     from ondevice_nlp.projection_ref import ProjectionConfig
 
     cfg = ProjectionConfig("minhash", 256, 32, 0, 64, 0)
@@ -408,8 +409,8 @@ def _test_models(tmp: Path) -> list[Path]:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
-            conv.representative_dataset = lambda: (
-                [np.array([t.encode()], dtype=object)] for t in DEFAULT_TEXTS)
+            conv.representative_dataset = representative_dataset(
+                [t.encode() for t in DEFAULT_TEXTS])
         p = tmp / f"test_{kind}.tflite"
         p.write_bytes(conv.convert())
         paths.append(p)
