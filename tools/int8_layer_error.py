@@ -99,7 +99,9 @@ def main(argv=None) -> int:
         print(f"{path}: no QAT layer output found among the .tflite tensors", file=sys.stderr)
         return 1
     by_index = {d["index"]: d for d in details}
-    probe = keras.Model(qat.inputs, [qat.get_layer(name).output for name, _ in pairs])
+    # the last call of each layer: a layer the QAT clone called again (pQRNN's mask quantizer)
+    # keeps its first call's output from the graph it was cloned from
+    probe = keras.Model(qat.inputs, [qat.get_layer(name).get_output_at(-1) for name, _ in pairs])
     input_index = interp.get_input_details()[0]["index"]
     labels = T.Labels(tfl.intents, tfl.tags)
 

@@ -142,6 +142,7 @@ class PositionEmbedding(L.Layer):
         return {**super().get_config(), "max_len": self.max_len}
 
 
+@keras.utils.register_keras_serializable(package="ondevice_nlp")
 class FillPaddingWithFirst(L.Layer):
     """Padding rows replaced by the first token's row: ``x * m + x[:, :1] * (1 - m)``.
 
@@ -162,6 +163,7 @@ class FillPaddingWithFirst(L.Layer):
     has real-token statistics, and since padding keys are masked every padding
     row stays an exact copy of row 0 through all layers, so no range anywhere
     is set by padding. Builtin TFLite ops only (STRIDED_SLICE, MUL, SUB, ADD).
+    pQRNN uses it before its bottleneck LayerNorm (``pqrnn.build_pqrnn``).
     """
 
     def call(self, inputs):

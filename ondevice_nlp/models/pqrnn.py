@@ -88,6 +88,7 @@ import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
 from . import ModelSize
+from .baselines import FillPaddingWithFirst
 
 L = keras.layers
 
@@ -316,6 +317,9 @@ def build_pqrnn(cfg: QRNNConfig, *, max_tokens: int | None, feature_size: int, w
         x = L.Dropout(cfg.feature_dropout, name="feature_dropout")(x)
     x = L.Dense(cfg.bottleneck, name="bottleneck")(x)
     if cfg.bottleneck_norm:
+        # padding rows copy the first token's, so the LayerNorm's int8 ranges (variance, 1/std)
+        # are set by real tokens only; they are zeroed after the ReLU either way
+        x = FillPaddingWithFirst(name="bottleneck_pad_fill")([x, mask3])
         x = L.LayerNormalization(epsilon=1e-5, name="bottleneck_ln")(x)
     x = L.Activation("relu", name="bottleneck_relu")(x)
     x = L.Multiply(name="bottleneck_masked")([x, mask3])            # zero at padding
@@ -389,7 +393,7 @@ _OUTPUT_QC = None
 def quantize_annotations() -> dict:
     """{layer class: () -> tfmot QuantizeConfig} for the pQRNN layers tfmot has no rule for.
 
-    ``Multiply`` (masking) and ``QRNNPooling`` get an output-only config
+    ``Multiply`` (masking), ``QRNNPooling`` and ``FillPaddingWithFirst`` get an output-only config
     (``train.OutputQuantizeConfig``: output fake-quantized, 8 bit, EMA range;
     inside the pooling, the converter gives sigmoid/tanh their fixed int8
     ranges and calibrates the scan's tensors on the representative dataset).
@@ -397,7 +401,7 @@ def quantize_annotations() -> dict:
     ``train.quantize_aware``.
     """
     qc = _output_quantize_config_class()
-    return {QRNNPooling: qc, L.Multiply: qc}
+    return {QRNNPooling: qc, L.Multiply: qc, FillPaddingWithFirst: qc}
 
 
 def annotate_for_qat(model: keras.Model) -> keras.Model:
