@@ -121,6 +121,28 @@ def test_dynamic_and_static_models_agree(scan):
     assert np.abs(i_d.numpy()).max() > 0.1  # not trivially zero
 
 
+def test_bottleneck_layernorm_sees_no_padding_statistics():
+    """The bottleneck LayerNorm's input: real rows are the bottleneck's output, padding rows
+    copies of the first token's (so its int8 variance and 1/std ranges are real tokens')."""
+    import tf_keras as keras
+
+    _, sta = _tiny_models()
+    rng = np.random.default_rng(1)
+    for w in sta.weights:
+        w.assign(rng.normal(0.0, 0.5, w.shape))
+    S, F = sta.input_shape[0][1], sta.input_shape[0][2]
+    lengths = np.array([3, 16, 1])
+    mask = (np.arange(S)[None] < lengths[:, None]).astype("float32")
+    x = rng.integers(-1, 2, (3, S, F)).astype("float32") * mask[..., None]
+    probe = keras.Model(sta.inputs, [sta.get_layer("bottleneck").output,
+                                     sta.get_layer("bottleneck_ln").input])
+    dense, ln_in = (t.numpy() for t in probe({"features": x, "mask": mask}))
+    for b, n in enumerate(lengths):
+        np.testing.assert_array_equal(ln_in[b, :n], dense[b, :n])
+        np.testing.assert_array_equal(ln_in[b, n:], np.broadcast_to(dense[b, :1], (S - n, 16)))
+    assert not np.allclose(dense[0, 3:], dense[0, :1])  # padding rows differed before the fill
+
+
 def test_copy_weights_rejects_other_shapes():
     dyn, _ = _tiny_models()
     other = P.build_pqrnn(dataclasses.replace(P.QRNN_SIZES["tiny"].net, state=9),
