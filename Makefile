@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -53,6 +53,10 @@ massive-en:
 massive-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
 	    --model pnlp_mixer --epochs 20 --qat-epochs 1 $(MULTI))
+
+massive-pqrnn-all:
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pqrnn --epochs 20 --qat-epochs 1 $(MULTI))
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
