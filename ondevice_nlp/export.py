@@ -4,8 +4,8 @@ The exported graph is ``text string [B] -> OndeviceProjection (custom op, float
 output) -> QUANTIZE -> int8 builtin ops -> outputs``; see ``tflite_model`` for
 the signature. Conversion follows the TFLite full-integer recipe
 (``Optimize.DEFAULT`` + ``TFLITE_BUILTINS_INT8`` + a representative dataset of
-raw training utterances, see ``representative_dataset``), with our TFLite kernel registered in the converter's
-calibrator so calibration runs the real projection. Ranges of layers trained
+raw training utterances, see ``int8_converter``), with our TFLite kernel
+registered in the converter's calibrator so calibration runs the real projection. Ranges of layers trained
 with QAT come from their fake-quant nodes.
 """
 
@@ -56,7 +56,7 @@ def representative_dataset(texts: Sequence[bytes]) -> Callable[[], Iterator[list
 
     Not ``dtype=object``: with TF 2.21 an object array of bytes reaches the
     calibrator's string tensor corrupted. A calibration-only conversion of
-    "token count of the projection" over 3-7-word utterances records counts of
+    "token count of the projection" over 5-7-word utterances records counts of
     1-4 instead of 5-7, different in every process, so every converter-calibrated
     int8 range came from garbage text and changed from one export to the next
     (``tests/test_export.py`` pins this). Fixed-width bytes arrive intact. numpy
@@ -78,6 +78,26 @@ def representative_dataset(texts: Sequence[bytes]) -> Callable[[], Iterator[list
     return gen
 
 
+def int8_converter(fn: tf.types.experimental.ConcreteFunction,
+                   representative_texts: Sequence[bytes],
+                   trackable=None) -> tf.lite.TFLiteConverter:
+    """A TFLite converter for int8 full-integer conversion of ``fn`` (one string input):
+    ``Optimize.DEFAULT``, ``TFLITE_BUILTINS_INT8``, custom ops allowed, our TFLite
+    kernel registered in the calibrator, and ``representative_dataset(representative_texts)``.
+    ``trackable``: the object holding ``fn``'s variables (a Keras model), if any.
+
+    Raises:
+      TypeError: a representative text is not ``bytes``.
+    """
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], trackable)
+    conv.allow_custom_ops = True
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
+    conv.representative_dataset = representative_dataset(representative_texts)
+    return conv
+
+
 def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[bytes],
                  metadata: dict, batch_size: int | None = None) -> bytes:
     """Convert to an int8 full-integer ``.tflite`` (bytes) with ``metadata`` embedded.
@@ -94,14 +114,7 @@ def convert_int8(model, proj: ProjectionConfig, representative_texts: Sequence[b
     if batch_size not in (None, 1):
         raise ValueError(f"batch_size must be None (any batch) or 1, got {batch_size!r}: the "
                          "TFLite int8 calibrator cannot feed a fixed string batch above 1")
-    fn = serving_function(model, proj, batch_size)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    conv.allow_custom_ops = True
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
-
-    conv.representative_dataset = representative_dataset(representative_texts)
+    conv = int8_converter(serving_function(model, proj, batch_size), representative_texts, model)
     try:
         buf = conv.convert()
     except Exception as e:  # the converter raises ConverterError and friends

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from ondevice_nlp import ops
-from ondevice_nlp.export import representative_dataset
+from ondevice_nlp.export import int8_converter, representative_dataset
 from ondevice_nlp.projection_ref import ProjectionConfig
 
 TEXTS = ["set an alarm for six thirty", "what is the weather in New York tomorrow morning",
@@ -21,15 +21,10 @@ TEXTS = ["set an alarm for six thirty", "what is the weather in New York tomorro
 
 def _calibrated_range(fn, texts):
     """(min, max) the int8 calibrator recorded for ``fn``'s single output over ``texts``
-    (a calibration-only conversion, as ``export.convert_int8`` calibrates)."""
+    (a calibration-only conversion with the converter ``export.convert_int8`` uses)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
-    conv.allow_custom_ops = True
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
-    conv.representative_dataset = representative_dataset(texts)
+    conv = int8_converter(fn.get_concrete_function(), texts)
     conv._experimental_calibrate_only = True  # noqa: SLF001
     model = schema.ModelT.InitFromPackedBuf(bytearray(conv.convert()), 0)
     g = model.subgraphs[0]

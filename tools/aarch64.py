@@ -384,7 +384,7 @@ def _test_models(tmp: Path) -> list[Path]:
 
     from ondevice_nlp import ops
     from ondevice_nlp.benchmark import DEFAULT_TEXTS
-    from ondevice_nlp.export import representative_dataset
+    from ondevice_nlp.export import int8_converter
     from ondevice_nlp.projection_ref import ProjectionConfig
 
     cfg = ProjectionConfig("minhash", 256, 32, 0, 64, 0)
@@ -403,14 +403,11 @@ def _test_models(tmp: Path) -> list[Path]:
 
     paths = []
     for kind in ("float", "int8"):
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
-        conv.allow_custom_ops = True
         if kind == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.target_spec._experimental_custom_op_registerers = [ops.tflite_registerer]  # noqa: SLF001
-            conv.representative_dataset = representative_dataset(
-                [t.encode() for t in DEFAULT_TEXTS])
+            conv = int8_converter(serve.get_concrete_function(), [t.encode() for t in DEFAULT_TEXTS])
+        else:
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+            conv.allow_custom_ops = True
         p = tmp / f"test_{kind}.tflite"
         p.write_bytes(conv.convert())
         paths.append(p)
