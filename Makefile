@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all
+.PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
+	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -57,6 +58,19 @@ massive-all:
 massive-pqrnn-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
 	    --model pqrnn --epochs 20 --qat-epochs 1 $(MULTI))
+
+# the other models on the six MASSIVE locales, with the massive-all settings
+MASSIVE_ALL = --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+    --epochs 20 --qat-epochs 1 $(MULTI)
+
+massive-pqrnn-2mb-all:
+	$(call run,build $(MASSIVE_ALL) --model pqrnn --size 2mb)
+
+massive-bilstm-all:
+	$(call run,build $(MASSIVE_ALL) --model bilstm)
+
+massive-transformer-all:
+	$(call run,build $(MASSIVE_ALL) --model transformer)
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
