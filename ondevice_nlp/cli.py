@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
                    help="give this share (0-1) of the training utterances a copy whose slot values "
                         "are other training values of the same type (slot-value substitution)")
+    b.add_argument("--crf", action="store_true",
+                   help="train the slot tags with a linear-chain CRF loss and decode with its "
+                        "learned transitions (in the .tflite metadata); the network is unchanged")
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "
@@ -200,7 +203,7 @@ def _build(args) -> int:
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
             resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
             distill_weight=args.distill_weight,
-            augment_slots=args.augment_slots))
+            augment_slots=args.augment_slots, crf=args.crf))
     return 0
 
 

@@ -61,6 +61,7 @@ class BuildArgs:
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
     augment_slots: float = 0.0  # share of training utterances given a slot-substituted copy
+    crf: bool = False  # linear-chain CRF loss and decoding over the slot tags (crf.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +303,9 @@ def build(a: BuildArgs) -> dict:
         log.info("slot-value substitution: %d extra training utterances (rate %g)", len(extra),
                  a.augment_slots)
     soft, losses, teacher = None, None, None
+    if a.crf and a.teacher:
+        raise ValueError("--crf cannot be combined with --teacher: distillation matches the "
+                         "teacher's per-token slot distributions, the CRF scores whole sequences")
     if a.teacher:  # knowledge distillation: soft targets ride along with each example
         from . import distill
         losses = distill.distill_losses(a.distill_temperature, a.distill_weight)
@@ -321,6 +325,12 @@ def build(a: BuildArgs) -> dict:
     model, static = make(True), make(False)
     n_params = int(static.count_params())
     log.info("%s %s: %d parameters", a.model, size_name, n_params)
+    if a.crf:  # the wrapper holds the CRF transitions and trains with the CRF loss
+        from .crf import CRFTagger
+        allowed = labels.allowed_transitions()
+        model = CRFTagger(model, allowed)
+        log.info("slot CRF: %d learned transition scores (the allowed ones) go into the "
+                 "metadata", int(allowed.sum()))
     steps = T.steps_for(len(enc_train.texts), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                               cut_to_longest=True, bucket=True, soft=soft)
@@ -349,7 +359,7 @@ def build(a: BuildArgs) -> dict:
         T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
-    spec.copy_weights(model, static)
+    spec.copy_weights(model.tagger if a.crf else model, static)
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
     qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all,
@@ -357,6 +367,9 @@ def build(a: BuildArgs) -> dict:
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                                   soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
+    qat_net = qat  # the network that is exported
+    if a.crf:  # QAT goes on training the float phase's transitions with the CRF loss
+        qat = CRFTagger(qat_net, allowed, init=model.transition_scores())
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
                     weight_decay=a.weight_decay, losses=losses)
     qat_ckpt = os.path.join(ckpt, "qat.weights.h5")
@@ -376,10 +389,13 @@ def build(a: BuildArgs) -> dict:
     rep = [e.text.encode("utf-8") for e in _subset(train_ex, a.representative_examples, a.seed)]
     meta = {"model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
             "projection": dataclasses.asdict(proj), "window": size.window,
-            "labels": labels.to_json(), "parameters": n_params}
+            "labels": None, "parameters": n_params}
+    if a.crf:
+        labels.crf_transitions = qat.transition_scores()
+    meta["labels"] = labels.to_json()
     t0 = time.time()
     model_path = os.path.join(a.out, "model.tflite")
-    nbytes = export(qat, proj, rep, meta, model_path, batch_size=spec.export_batch_size)
+    nbytes = export(qat_net, proj, rep, meta, model_path, batch_size=spec.export_batch_size)
     export_s = time.time() - t0
     log.info("wrote %s (%d bytes)", model_path, nbytes)
     tfl = TFLiteModel(model_path)
@@ -390,7 +406,7 @@ def build(a: BuildArgs) -> dict:
         "model_size_bytes": nbytes, "parameters": n_params,
         "model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
-        "train_examples": len(train_ex), "augment_slots": a.augment_slots,
+        "train_examples": len(train_ex), "augment_slots": a.augment_slots, "crf": a.crf,
         "augmented_examples": len(enc_train.texts) - len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
         "eval_history": {"float": cb.history, "qat": qcb.history},

@@ -194,7 +194,8 @@ class TFLiteModel:
             self.buf = f.read()
         self.meta = read_metadata(self.buf, self.path)
         self.intents, self.tags = _check_labels(self.meta, self.path)
-        from .tagging import SpanTrims, bio_allowed_transitions, unpack_bits, unpack_transitions
+        from .tagging import (SpanTrims, bio_allowed_transitions, unpack_bits, unpack_transitions,
+                              unpack_transition_scores)
         seen = self.meta["labels"].get("transitions")
         field = "labels.tags"
         try:
@@ -208,6 +209,11 @@ class TFLiteModel:
                 field = "labels.intent_tags"
                 self.intent_tags = unpack_bits(self.meta["labels"]["intent_tags"],
                                                (len(self.intents), len(self.tags)), "intent tag mask")
+            self.crf_transitions = None  # files of `build --crf` (ondevice_nlp.crf)
+            if self.meta["labels"].get("crf_transitions") is not None:
+                field = "labels.crf_transitions"
+                self.crf_transitions = unpack_transition_scores(
+                    self.meta["labels"]["crf_transitions"], self.allowed)
             self.span_trims = None  # files since slot edges inside tokens (tagging.SpanTrims)
             if self.meta["labels"].get("span_trims") is not None:
                 field = "labels.span_trims"
@@ -300,7 +306,9 @@ class TFLiteModel:
         constrained IOB2 Viterbi over the tags it was trained with), or, in files
         without ``labels.intent_tags``, the argmax intent and constrained Viterbi
         over all tags (older files yet: the argmax tags; ``decoding`` picks a
-        simpler decoder on purpose); then the file's ``labels.span_trims``, if
+        simpler decoder on purpose); files of ``build --crf`` add their CRF
+        transition scores (``labels.crf_transitions``) to every path; then the
+        file's ``labels.span_trims``, if
         any, move slot edges inside tokens. Character offsets into the text (for
         bytes input: into ``bytes.decode("utf-8", "surrogateescape")``).
         """
@@ -316,7 +324,8 @@ class TFLiteModel:
             probs = out["intent_probs"][i]
             if SLOT_LOGITS in out and self.decoding != "argmax":
                 k, ids = joint_decode(probs, out[SLOT_LOGITS][i][:n], self.allowed,
-                                      self.intent_tags if self.decoding == "joint" else None)
+                                      self.intent_tags if self.decoding == "joint" else None,
+                                      transition_scores=self.crf_transitions)
             else:
                 k, ids = int(np.argmax(probs)), out["slot_tags"][i][:n]
             spans = bio_to_spans(offs, [self.tags[int(j)] for j in ids])

@@ -43,6 +43,9 @@ class Labels:
     set); decoding then chooses intent and tags jointly (``tagging.joint_decode``).
     ``span_trims``: optional ``tagging.SpanTrims`` learned from the training set;
     decoded slots then may start or end inside a token (MTOP Spanish clitics).
+    ``crf_transitions``: optional float [K + 1, K], a linear-chain CRF's learned
+    transition scores (``ondevice_nlp.crf``, ``build --crf``); decoding then adds
+    them to each tag sequence's score.
     """
 
     intents: list[str]
@@ -50,6 +53,7 @@ class Labels:
     transitions: np.ndarray | None = None
     intent_tags: np.ndarray | None = None
     span_trims: tagging.SpanTrims | None = None
+    crf_transitions: np.ndarray | None = None
 
     @classmethod
     def from_examples(cls, examples: Sequence[Example]) -> "Labels":
@@ -66,6 +70,9 @@ class Labels:
             out["intent_tags"] = tagging.pack_bits(self.intent_tags)
         if self.span_trims is not None:
             out["span_trims"] = self.span_trims.to_json()
+        if self.crf_transitions is not None:
+            out["crf_transitions"] = tagging.pack_transition_scores(
+                self.crf_transitions, self.allowed_transitions())
         return out
 
     def allowed_transitions(self) -> np.ndarray:
@@ -228,7 +235,8 @@ def decode_predictions(enc: Encoded, labels: Labels, intent_ids: np.ndarray,
 
 
 def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batch_size: int = 256,
-                  allowed: np.ndarray | None = None, intent_tags: np.ndarray | None = None):
+                  allowed: np.ndarray | None = None, intent_tags: np.ndarray | None = None,
+                  transition_scores: np.ndarray | None = None):
     """Run the Keras model; returns intent ids [N] and tag ids [N, S] (int64).
 
     Intents are the argmax and tags the per-token argmax, or with ``allowed``
@@ -238,8 +246,12 @@ def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batc
     and tag sequence chosen together (``tagging.joint_decode``), as
     ``TFLiteModel`` decodes. A dynamic-length model sees the utterances sorted
     by token count, in batches cut to their longest utterance; results come
-    back in the input order.
+    back in the input order. ``transition_scores`` (float [K + 1, K], with
+    ``allowed``): a CRF's transitions, added to the path scores
+    (``ondevice_nlp.crf``); ``model`` may be a ``crf.CRFTagger``.
     """
+    from .crf import unwrap
+    model = unwrap(model)
     S, n = proj.max_tokens, len(enc.texts)
     ints = np.zeros((n,), np.int64)
     tags = np.zeros((n, S), np.int64)
@@ -253,10 +265,12 @@ def keras_predict(model: keras.Model, enc: Encoded, proj: ProjectionConfig, batc
                 continue
             n_tok = len(enc.offsets[row])
             if intent_tags is None:
-                tags[row, :n_tok] = tagging.viterbi_bio(scores[j, :n_tok], allowed)
+                tags[row, :n_tok] = tagging.viterbi_bio(scores[j, :n_tok], allowed,
+                                                        transition_scores)
             else:
                 ints[row], tags[row, :n_tok] = tagging.joint_decode(
-                    probs[j], scores[j, :n_tok], allowed, intent_tags)
+                    probs[j], scores[j, :n_tok], allowed, intent_tags,
+                    transition_scores=transition_scores)
     return ints, tags
 
 
@@ -287,10 +301,13 @@ def evaluate_keras(model, examples: Sequence[Example], enc: Encoded, labels: Lab
 
     Intent and slots come from joint, constrained IOB2 Viterbi decoding of the
     logits (``keras_predict``), as for the exported ``.tflite``
-    (``TFLiteModel.decode_batch``).
+    (``TFLiteModel.decode_batch``). For a ``crf.CRFTagger`` the decoder adds
+    its current transitions, otherwise ``labels.crf_transitions`` if set.
     """
+    from .crf import CRFTagger
+    trans = model.transition_scores() if isinstance(model, CRFTagger) else labels.crf_transitions
     ii, tt = keras_predict(model, enc, proj, allowed=labels.allowed_transitions(),
-                           intent_tags=labels.intent_tags)
+                           intent_tags=labels.intent_tags, transition_scores=trans)
     pi, ps = decode_predictions(enc, labels, ii, tt)
     return evaluate(list(examples), pi, ps)
 

@@ -1,0 +1,148 @@
+"""Linear-chain CRF over the slot tags (``ondevice-nlp build --crf``).
+
+The slot head's per-token logits become a linear-chain CRF's emission scores
+(Lafferty et al. 2001; on top of a neural tagger as in Lample et al. 2016,
+Sec. 2.2, and Huang et al. 2015, arXiv 1508.01991): a tag sequence y_1..y_n of
+an utterance with emissions E [n, K] scores
+
+    s(y) = A[K, y_1] + sum_t E[t, y_t] + sum_{t>1} A[y_{t-1}, y_t]
+
+with A float [K + 1, K] learned transition scores (row K: the first tag), and
+p(y) = exp s(y) / Z, Z summed over every tag sequence by the forward
+algorithm. Training minimises -log p(gold tags) in place of the per-token
+cross-entropy. Transitions that are not valid IOB2, or not seen in training
+(``train.Labels.allowed_transitions``), get a fixed score of -1e4, so the CRF
+normalises over valid sequences only, the ones decoding can return.
+
+Only the training loss and the decoder change: the network and therefore the
+``.tflite`` are those of the model without a CRF (its ``slot_logits`` output are
+the emissions); the learned A travels in the file's metadata
+(``labels.crf_transitions``, ``tagging.pack_transition_scores``) and the
+decoders add it to the path score (``tagging.viterbi_bio``,
+``tagging.joint_decode``).
+
+Why: on MTOP English most exact-match errors are slot boundaries (adjacent
+spans of one type split or merged, a preposition split off); per-token
+cross-entropy scores each token's tag alone, the CRF scores the whole sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+__all__ = ["DISALLOWED", "crf_nll", "CRFTagger", "unwrap"]
+
+DISALLOWED = -1e4
+"""Fixed score of a transition outside ``allowed`` (finite, so the forward
+algorithm stays free of inf - inf)."""
+
+
+def crf_nll(emissions: tf.Tensor, tags: tf.Tensor, mask: tf.Tensor,
+            transitions: tf.Tensor) -> tf.Tensor:
+    """Negative log-likelihood of the gold tags under a linear-chain CRF.
+
+    Args:
+        emissions: float32 [B, L, K] per-token tag scores (the slot logits).
+        tags: int [B, L] gold tag ids; values at masked positions are ignored.
+        mask: float32 [B, L], 1 on real tokens, 0 on padding; real tokens come
+            first (a prefix of each row). A row with no tokens scores 0.
+        transitions: float32 [K + 1, K]; row K scores the first tag.
+
+    Returns:
+        float32 [B]: log Z - s(gold) per utterance (>= 0 up to rounding).
+    """
+    tags = tf.cast(tags, tf.int32)
+    mask = tf.cast(mask, emissions.dtype)
+    K = tf.shape(emissions)[2]
+    length = tf.shape(emissions)[1]
+    tags = tf.where(mask > 0, tags, 0)
+    start, trans = transitions[K], transitions[:K]
+    gold = tf.reduce_sum(tf.gather(emissions, tags, batch_dims=2) * mask, axis=1)
+    gold += tf.gather(start, tags[:, 0]) * mask[:, 0]
+    pairs = tf.gather_nd(trans, tf.stack([tags[:, :-1], tags[:, 1:]], axis=-1))  # [B, L-1]
+    gold += tf.reduce_sum(pairs * mask[:, 1:], axis=1)
+
+    alpha0 = start[None, :] + emissions[:, 0]
+
+    def step(alpha, inp):
+        e_t, m_t = inp
+        nxt = tf.reduce_logsumexp(alpha[:, :, None] + trans[None], axis=1) + e_t
+        return tf.where(m_t[:, None] > 0, nxt, alpha)
+
+    def forward():
+        alphas = tf.scan(step, (tf.transpose(emissions[:, 1:], [1, 0, 2]),
+                                tf.transpose(mask[:, 1:])), initializer=alpha0)
+        return alphas[-1]
+
+    last = tf.cond(length > 1, forward, lambda: alpha0)
+    log_z = tf.reduce_logsumexp(last, axis=1)
+    return (log_z - gold) * mask[:, 0]
+
+
+class CRFTagger(keras.Model):
+    """Training wrapper: a tagger (``model(x) -> (intent logits [B, I], slot
+    logits [B, L, K])``) plus learned CRF transitions ``crf_transitions`` float32
+    [K + 1, K].
+
+    ``fit`` minimises the intent cross-entropy (weighted by the intent sample
+    weights) plus the CRF negative log-likelihood of the slot tags summed over
+    the batch and divided by its number of real tokens (so its scale matches the
+    per-token cross-entropy it replaces). The batch is the pipeline's
+    (``train.make_dataset``): ``({"features", "mask"}, (intent, tags),
+    (intent weight, slot weight))``. Calling the wrapper calls the tagger;
+    ``save_weights`` / ``load_weights`` cover both. Compile with an optimizer
+    only (``loss`` is ignored).
+
+    Args:
+        tagger: the Keras model whose slot logits are the emissions.
+        allowed: bool [K + 1, K] transitions decoding may take
+            (``train.Labels.allowed_transitions``); the others score ``DISALLOWED``.
+        init: optional float [K + 1, K] starting transitions (the float phase's,
+            for QAT); zeros otherwise.
+    """
+
+    def __init__(self, tagger: keras.Model, allowed: np.ndarray, init: np.ndarray | None = None):
+        super().__init__()
+        self.tagger = tagger
+        allowed = np.asarray(allowed, dtype=bool)
+        self.penalty = tf.constant(np.where(allowed, 0.0, DISALLOWED).astype(np.float32))
+        self.crf_transitions = self.add_weight(
+            name="crf_transitions", shape=allowed.shape, trainable=True,
+            initializer="zeros" if init is None else keras.initializers.Constant(init))
+        self.intent_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "intent", "crf")}
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    def call(self, x, training=False):
+        return self.tagger(x, training=training)
+
+    def transition_scores(self) -> np.ndarray:
+        """The learned transitions, float64 [K + 1, K] (meaningful where allowed)."""
+        return self.crf_transitions.numpy().astype(np.float64)
+
+    def train_step(self, data):
+        x, (intent, tags), (intent_w, _) = data
+        with tf.GradientTape() as tape:
+            intent_logits, slot_logits = self(x, training=True)
+            intent_loss = self.intent_ce(intent, intent_logits, sample_weight=intent_w)
+            mask = x["mask"]
+            nll = crf_nll(slot_logits, tags, mask, self.crf_transitions + self.penalty)
+            crf_loss = tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(mask), 1.0)
+            loss = intent_loss + crf_loss
+            if self.tagger.losses:
+                loss += tf.add_n(self.tagger.losses)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        for k, v in (("loss", loss), ("intent", intent_loss), ("crf", crf_loss)):
+            self.loss_trackers[k].update_state(v)
+        return {k: t.result() for k, t in self.loss_trackers.items()}
+
+
+def unwrap(model):
+    """The tagger inside a ``CRFTagger``, or ``model`` itself."""
+    return model.tagger if isinstance(model, CRFTagger) else model

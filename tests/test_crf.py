@@ -1,0 +1,219 @@
+"""Linear-chain CRF over the slot tags: loss, decoding, metadata, and `build --crf` end to end."""
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ondevice_nlp import cli, tagging
+
+TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
+
+
+def _path_score(em, trans, path):
+    s = trans[-1, path[0]] + em[0, path[0]]
+    for t in range(1, len(path)):
+        s += trans[path[t - 1], path[t]] + em[t, path[t]]
+    return s
+
+
+def test_crf_nll_equals_brute_force_over_all_tag_sequences():
+    import tensorflow as tf
+
+    from ondevice_nlp.crf import crf_nll
+
+    rng = np.random.default_rng(0)
+    B, L, K = 4, 4, 3
+    em = rng.normal(size=(B, L, K)).astype(np.float32)
+    trans = rng.normal(size=(K + 1, K)).astype(np.float32)
+    lengths = [4, 2, 1, 0]
+    mask = np.array([[1.0] * n + [0.0] * (L - n) for n in lengths], np.float32)
+    tags = rng.integers(0, K, size=(B, L))
+    nll = crf_nll(tf.constant(em), tf.constant(tags), tf.constant(mask), tf.constant(trans)).numpy()
+    for b, n in enumerate(lengths):
+        if n == 0:
+            assert nll[b] == 0.0
+            continue
+        log_z = np.log(sum(np.exp(_path_score(em[b], trans, p))
+                           for p in itertools.product(range(K), repeat=n)))
+        want = log_z - _path_score(em[b], trans, tags[b, :n])
+        assert nll[b] == pytest.approx(want, rel=1e-5, abs=1e-5)
+        assert nll[b] > 0
+    # one token, any batch: the L = 1 branch
+    one = crf_nll(tf.constant(em[:, :1]), tf.constant(tags[:, :1]), tf.constant(mask[:, :1]),
+                  tf.constant(trans)).numpy()
+    want = [np.log(np.exp(trans[-1] + em[b, 0]).sum()) - trans[-1, tags[b, 0]] - em[b, 0, tags[b, 0]]
+            for b in range(3)]
+    np.testing.assert_allclose(one[:3], want, rtol=1e-5)
+
+
+def _valid_paths(allowed, n):
+    K = allowed.shape[1]
+    for p in itertools.product(range(K), repeat=n):
+        if allowed[-1, p[0]] and all(allowed[p[i - 1], p[i]] for i in range(1, n)):
+            yield p
+
+
+def test_viterbi_with_transition_scores_is_the_best_valid_path():
+    rng = np.random.default_rng(1)
+    allowed = tagging.bio_allowed_transitions(TAGS)
+    for trial in range(20):
+        n = 1 + trial % 4
+        em = rng.normal(size=(n, len(TAGS)))
+        trans = rng.normal(scale=2.0, size=allowed.shape)
+        got = tagging.viterbi_bio(em, allowed, trans)
+        best = max(_valid_paths(allowed, n), key=lambda p: _path_score(em, trans, p))
+        assert tuple(got) == best
+    # a strong transition score overrides the per-token argmax, which is valid IOB2
+    em = np.array([[0.0, 2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.9, 0.0, 0.0]])
+    assert list(tagging.viterbi_bio(em, allowed)) == [1, 1]
+    trans = np.zeros(allowed.shape)
+    trans[1, 2] = 1.0  # B-A -> I-A
+    assert list(tagging.viterbi_bio(em, allowed, trans)) == [1, 2]
+    with pytest.raises(ValueError, match="transition scores"):
+        tagging.viterbi_bio(em, allowed, trans[:-1])
+
+
+def test_joint_decode_with_crf_scores_the_whole_path():
+    rng = np.random.default_rng(2)
+    allowed = tagging.bio_allowed_transitions(TAGS)
+    intent_tags = np.array([[True, True, True, False, False], [True, False, False, True, True]])
+    for trial in range(10):
+        n = 1 + trial % 3
+        em = rng.normal(size=(n, len(TAGS)))
+        trans = rng.normal(size=allowed.shape)
+        probs = rng.dirichlet([1.0, 1.0])
+        k, ids = tagging.joint_decode(probs, em, allowed, intent_tags, transition_scores=trans)
+        best = max(((np.log(probs[i]) + _path_score(em, trans, p), i, p)
+                    for i in range(2) for p in _valid_paths(allowed & intent_tags[i][None], n)),
+                   key=lambda c: c[0])
+        assert (k, tuple(ids)) == (best[1], best[2])
+
+
+def test_transition_scores_round_trip_through_metadata_text_and_reject_bad_text():
+    rng = np.random.default_rng(3)
+    allowed = tagging.bio_allowed_transitions(TAGS)
+    trans = rng.normal(size=allowed.shape)
+    text = tagging.pack_transition_scores(trans, allowed)
+    back = tagging.unpack_transition_scores(text, allowed)
+    np.testing.assert_allclose(back[allowed], trans[allowed].astype(np.float32))
+    assert (back[~allowed] == 0).all()
+    with pytest.raises(ValueError, match="bytes"):
+        tagging.unpack_transition_scores(text, allowed & (np.arange(allowed.shape[1]) > 0))
+    with pytest.raises(ValueError, match="base64"):
+        tagging.unpack_transition_scores("not base64!", allowed)
+    bad = trans.copy()
+    bad[allowed] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        tagging.unpack_transition_scores(tagging.pack_transition_scores(bad, allowed), allowed)
+
+
+# ---------------------------------------------------------------- end to end
+
+DATES = ["today", "tomorrow", "tonight", "on monday", "at 7 pm", "at noon"]
+
+
+def _line(utt, intent, slots):
+    flat = f"[IN:{intent} " + " ".join(f"[SL:{t} {v} ]" for t, v in slots) + " ]"
+    return "\t".join([utt, flat, flat, "test", "en_XX"])
+
+
+def _examples(rng, n):
+    out = []
+    for _ in range(n):
+        a, b = rng.sample(DATES, 2)
+        if rng.random() < 0.5:  # two adjacent DATE_TIME spans
+            out.append(_line(f"remind me {a} {b} to call mom", "CREATE_REMINDER",
+                             [("DATE_TIME", a), ("DATE_TIME", b), ("TODO", "call mom")]))
+        else:
+            out.append(_line(f"what is on my calendar {a}", "GET_EVENT", [("DATE_TIME", a)]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def crf_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mtop_crf")
+    rng = random.Random(0)
+    (root / "en").mkdir()
+    for split, n in (("train", 240), ("eval", 30), ("test", 30)):
+        (root / "en" / f"{split}.txt").write_text("\n".join(_examples(rng, n)) + "\n",
+                                                  encoding="utf-8")
+    out = tmp_path_factory.mktemp("out_crf")
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--crf", "--out", str(out), "--epochs", "6",
+                   "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+    assert rc == 0
+    return root, out
+
+
+def test_build_crf_learns_transitions_and_the_file_decodes_like_keras(crf_build):
+    """`build --crf`: the .tflite carries the learned transitions and decodes like its QAT model."""
+    import tensorflow as tf  # noqa: F401  (loads the TF op library)
+    import tf_keras as keras
+
+    from ondevice_nlp import train as T
+    from ondevice_nlp.configs import get_size
+    from ondevice_nlp.crf import CRFTagger
+    from ondevice_nlp.data import load_dataset
+    from ondevice_nlp.models.pnlp_mixer import build_pnlp_mixer
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, out = crf_build
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["crf"] is True
+    assert m["keras"]["en"]["exact_match"] >= 0.6
+    assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
+
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    assert tfl.crf_transitions is not None and tfl.crf_transitions.shape == tfl.allowed.shape
+    assert np.abs(tfl.crf_transitions[tfl.allowed]).max() > 0.05  # learned, not the zero start
+    assert (tfl.crf_transitions[~tfl.allowed] == 0).all()
+
+    # the QAT checkpoint holds the wrapper's weights: the transitions equal the file's
+    size = get_size("tiny")
+    proj = size.projection
+    net = build_pnlp_mixer(size.net, max_tokens=proj.max_tokens, feature_size=proj.feature_size,
+                           window=size.window, num_intents=len(tfl.intents),
+                           num_tags=len(tfl.tags))
+    qat = CRFTagger(T.quantize_aware(net), tfl.allowed)
+    qat.load_weights(str(out / "checkpoints" / "qat.weights.h5"))
+    np.testing.assert_allclose(qat.transition_scores()[tfl.allowed],
+                               tfl.crf_transitions[tfl.allowed], rtol=1e-6)
+
+    labels = T.Labels(tfl.intents, tfl.tags)
+    test = load_dataset("mtop", str(root), ["en"], "test")["en"]
+    enc = T.encode(test, labels, proj.max_tokens)
+    k_int, k_tags = T.keras_predict(qat, enc, proj, allowed=tfl.allowed,
+                                    intent_tags=tfl.intent_tags,
+                                    transition_scores=tfl.crf_transitions)
+    decoded = tfl.decode_batch([e.text for e in test])
+    assert np.mean([tfl.intents[int(i)] == d[0] for i, d in zip(k_int, decoded)]) >= 0.95
+    spans = T.decode_predictions(enc, labels, k_int, k_tags)[1]
+    assert np.mean([list(a) == list(d[2]) for a, d in zip(spans, decoded)]) >= 0.9
+    keras.backend.clear_session()
+
+
+def test_corrupt_crf_transitions_in_the_file_are_a_clear_error(crf_build, tmp_path):
+    from ondevice_nlp.tflite_model import ModelFileError, add_metadata, read_metadata
+
+    _, out = crf_build
+    buf = (out / "model.tflite").read_bytes()
+    meta = read_metadata(buf)
+    meta.pop("format")
+    meta["labels"]["crf_transitions"] = meta["labels"]["crf_transitions"][:-8]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(add_metadata(buf, meta))
+    from ondevice_nlp.tflite_model import TFLiteModel
+    with pytest.raises(ModelFileError, match="labels.crf_transitions"):
+        TFLiteModel(str(bad))
+
+
+def test_crf_with_teacher_is_a_clear_error(crf_build, tmp_path, capsys):
+    root, _ = crf_build
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--crf", "--teacher", str(tmp_path), "--out",
+                   str(tmp_path / "o"), "--epochs", "1"])
+    assert rc != 0
+    assert "--crf cannot be combined with --teacher" in capsys.readouterr().err
