@@ -325,8 +325,8 @@ def build(a: BuildArgs) -> dict:
     model, static = make(True), make(False)
     n_params = int(static.count_params())
     log.info("%s %s: %d parameters", a.model, size_name, n_params)
+    from .crf import CRFTagger, unwrap
     if a.crf:  # the wrapper holds the CRF transitions and trains with the CRF loss
-        from .crf import CRFTagger
         allowed = labels.allowed_transitions()
         model = CRFTagger(model, allowed)
         log.info("slot CRF: %d learned transition scores (the allowed ones) go into the "
@@ -359,7 +359,7 @@ def build(a: BuildArgs) -> dict:
         T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
-    spec.copy_weights(model.tagger if a.crf else model, static)
+    spec.copy_weights(unwrap(model), static)
 
     # 2. quantization-aware training from the best float weights (static model, S tokens)
     qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all,
@@ -367,9 +367,8 @@ def build(a: BuildArgs) -> dict:
     qat_train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                                   soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
-    qat_net = qat  # the network that is exported
     if a.crf:  # QAT goes on training the float phase's transitions with the CRF loss
-        qat = CRFTagger(qat_net, allowed, init=model.transition_scores())
+        qat = CRFTagger(qat, allowed, init=model.transition_scores())
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
                     weight_decay=a.weight_decay, losses=losses)
     qat_ckpt = os.path.join(ckpt, "qat.weights.h5")
@@ -387,15 +386,14 @@ def build(a: BuildArgs) -> dict:
 
     # 3. int8 export with the labels and settings inside the file
     rep = [e.text.encode("utf-8") for e in _subset(train_ex, a.representative_examples, a.seed)]
-    meta = {"model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
-            "projection": dataclasses.asdict(proj), "window": size.window,
-            "labels": None, "parameters": n_params}
     if a.crf:
         labels.crf_transitions = qat.transition_scores()
-    meta["labels"] = labels.to_json()
+    meta = {"model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
+            "projection": dataclasses.asdict(proj), "window": size.window,
+            "labels": labels.to_json(), "parameters": n_params}
     t0 = time.time()
     model_path = os.path.join(a.out, "model.tflite")
-    nbytes = export(qat_net, proj, rep, meta, model_path, batch_size=spec.export_batch_size)
+    nbytes = export(unwrap(qat), proj, rep, meta, model_path, batch_size=spec.export_batch_size)
     export_s = time.time() - t0
     log.info("wrote %s (%d bytes)", model_path, nbytes)
     tfl = TFLiteModel(model_path)

@@ -373,18 +373,23 @@ def pack_bits(mask: np.ndarray) -> str:
     return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool).reshape(-1)).tobytes()).decode()
 
 
+def _b64decode(text: str, what: str) -> bytes:
+    """Strict base64 text -> bytes for metadata fields; ValueError naming ``what`` otherwise."""
+    import base64
+    import binascii
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, AttributeError) as e:
+        raise ValueError(f"{what} is not base64 text: {e}") from None
+
+
 def unpack_bits(text: str, shape: tuple[int, ...], what: str = "bit mask") -> np.ndarray:
     """Inverse of :func:`pack_bits` for a bool array of ``shape``.
 
     Raises:
         ValueError: not base64, or the wrong number of bytes for ``shape``.
     """
-    import base64
-    import binascii
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, AttributeError) as e:
-        raise ValueError(f"{what} is not base64 text: {e}") from None
+    raw = _b64decode(text, what)
     n = int(np.prod(shape))
     if len(raw) != (n + 7) // 8:
         raise ValueError(f"{what} has {len(raw)} bytes; {(n + 7) // 8} expected for shape "
@@ -410,7 +415,7 @@ def unpack_transitions(text: str, num_tags: int) -> np.ndarray:
 def pack_transition_scores(scores: np.ndarray, allowed: np.ndarray) -> str:
     """float [K + 1, K] CRF transition scores -> compact string for model metadata:
     the scores at the ``allowed`` positions only (row-major), float32, base64
-    (MTOP en: about 1,000 of 22,350 entries, 5 KB)."""
+    (MTOP en: 636 of the 22,350 entries, 3.4 KB of text)."""
     import base64
     vals = np.asarray(scores, dtype="<f4")[np.asarray(allowed, dtype=bool)]
     return base64.b64encode(vals.tobytes()).decode()
@@ -423,12 +428,7 @@ def unpack_transition_scores(text: str, allowed: np.ndarray) -> np.ndarray:
         ValueError: not base64, the wrong number of values for ``allowed``, or a
             value that is not finite.
     """
-    import base64
-    import binascii
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, AttributeError) as e:
-        raise ValueError(f"CRF transition scores are not base64 text: {e}") from None
+    raw = _b64decode(text, "CRF transition scores")
     n = int(np.count_nonzero(allowed))
     if len(raw) != 4 * n:
         raise ValueError(f"CRF transition scores have {len(raw)} bytes; {4 * n} expected for "
