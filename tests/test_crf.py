@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import random
 
 import numpy as np
@@ -193,6 +194,25 @@ def test_build_crf_learns_transitions_and_the_file_decodes_like_keras(crf_build)
     spans = T.decode_predictions(enc, labels, k_int, k_tags)[1]
     assert np.mean([list(a) == list(d[2]) for a, d in zip(spans, decoded)]) >= 0.9
     keras.backend.clear_session()
+
+
+def test_int8_layer_error_tool_reads_a_crf_checkpoint(crf_build, capsys):
+    """tools/int8_layer_error.py loads the CRF wrapper's QAT checkpoint (the network inside
+    it) and finds the file tracking it: small relative errors, not a fresh network's."""
+    import importlib.util
+
+    root, out = crf_build
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                        "int8_layer_error.py")
+    spec = importlib.util.spec_from_file_location("int8_layer_error", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(out), "--data-dir", str(root), "--languages", "en", "--n", "10"]) == 0
+    rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()
+            if ln.startswith("| quant")]
+    errors = {r[1].strip(): float(r[3]) for r in rows}
+    assert {"quant_bottleneck", "quant_intent", "quant_slots"} <= set(errors)
+    assert all(0.0 <= e < 0.25 for e in errors.values()), errors
 
 
 def test_corrupt_crf_transitions_in_the_file_are_a_clear_error(crf_build, tmp_path):

@@ -33,7 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def load_qat_model(run_dir: str, tfl):
     """The QAT Keras model of ``run_dir`` (``checkpoints/qat.weights.h5``), rebuilt from the
-    settings in the ``.tflite`` metadata (``tfl``: a ``TFLiteModel``)."""
+    settings in the ``.tflite`` metadata (``tfl``: a ``TFLiteModel``). A ``build --crf``
+    checkpoint holds the ``crf.CRFTagger`` wrapper's weights; the network inside it is
+    returned."""
     from ondevice_nlp import train as T
     from ondevice_nlp.pipeline import model_spec
 
@@ -43,7 +45,13 @@ def load_qat_model(run_dir: str, tfl):
     static = spec.build(size, num_intents=len(tfl.intents), num_tags=len(tfl.tags), dynamic=False)
     qat = T.quantize_aware(spec.prepare_qat(static), annotate_all=spec.annotate_all,
                            custom_objects=spec.custom_objects)
-    qat.load_weights(os.path.join(run_dir, "checkpoints", "qat.weights.h5"))
+    weights = os.path.join(run_dir, "checkpoints", "qat.weights.h5")
+    if tfl.crf_transitions is not None:  # `build --crf` saved the CRF wrapper's weights
+        from ondevice_nlp.crf import CRFTagger
+        tagger = CRFTagger(qat, tfl.allowed, init=tfl.crf_transitions)
+        tagger.load_weights(weights)
+    else:
+        qat.load_weights(weights)
     return qat, size.projection
 
 
