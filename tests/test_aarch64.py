@@ -9,10 +9,8 @@ Full models must be bit-identical with TFLite's reference kernels; with the
 default (optimized) kernels the test models happen to be too.
 """
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("ondevice_nlp_tools_aarch64",
-                                                  REPO / "tools" / "aarch64.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-aarch64 = _tool()
+from tools import aarch64  # noqa: E402
 
 
 def test_missing_tools_give_an_install_hint(monkeypatch, tmp_path):

@@ -199,14 +199,9 @@ def test_build_crf_learns_transitions_and_the_file_decodes_like_keras(crf_build)
 def test_int8_layer_error_tool_reads_a_crf_checkpoint(crf_build, capsys):
     """tools/int8_layer_error.py loads the CRF wrapper's QAT checkpoint (the network inside
     it) and finds the file tracking it: small relative errors, not a fresh network's."""
-    import importlib.util
+    from tools import int8_layer_error as tool
 
     root, out = crf_build
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
-                        "int8_layer_error.py")
-    spec = importlib.util.spec_from_file_location("int8_layer_error", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     assert tool.main([str(out), "--data-dir", str(root), "--languages", "en", "--n", "10"]) == 0
     rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()
             if ln.startswith("| quant")]

@@ -1,18 +1,11 @@
 """tools/pareto_report.py on synthetic metrics.json and benchmark JSON files."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("ondevice_nlp_tools_pareto",
-                                              REPO / "tools" / "pareto_report.py")
-pareto = importlib.util.module_from_spec(spec)
-sys.modules.setdefault(spec.name, pareto)
-spec.loader.exec_module(pareto)
+from tools import pareto_report as pareto
 
 
 def test_pareto_front_by_hand():

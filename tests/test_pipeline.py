@@ -188,14 +188,9 @@ def test_everything_after_the_custom_op_is_int8(tiny_build):
 def test_int8_layer_error_tool_compares_the_file_with_its_qat_model(tiny_build, capsys):
     """tools/int8_layer_error.py finds the QAT layers' outputs among the .tflite's tensors
     and reports small relative errors (the int8 file tracks its QAT model)."""
-    import importlib.util
+    from tools import int8_layer_error as tool
 
     root, out = tiny_build
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
-                        "int8_layer_error.py")
-    spec = importlib.util.spec_from_file_location("int8_layer_error", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     assert tool.main([str(out), "--data-dir", str(root), "--languages", "en", "--n", "10"]) == 0
     rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()
             if ln.startswith("| quant")]
