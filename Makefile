@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
-	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf
+	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -45,6 +45,9 @@ mtop-en-crf:
 
 mtop-all-crf:
 	$(call run,build $(MTOP_ALL) --model pnlp_mixer --crf --epochs 25 --qat-epochs 2 $(MULTI))
+
+pqrnn-en-crf:
+	$(call run,build $(MTOP_EN) --model pqrnn --crf)
 
 pqrnn-en:
 	$(call run,build $(MTOP_EN) --model pqrnn)
