@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
-	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf
+	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -60,6 +60,9 @@ pqrnn-all:
 
 massive-en:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer)
+
+massive-en-crf:
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer --crf)
 
 massive-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
