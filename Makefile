@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
-	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf
+	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -67,6 +67,10 @@ massive-en-crf:
 massive-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
 	    --model pnlp_mixer --epochs 20 --qat-epochs 1 $(MULTI))
+
+massive-all-crf:
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 massive-pqrnn-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
