@@ -67,16 +67,13 @@ def test_build_with_augment_slots(tmp_path, capsys):
     import json
     import random
 
-    from test_pipeline import _make_examples
+    from test_pipeline import _make_examples, write_mtop
 
     from ondevice_nlp import cli
 
-    root = tmp_path / "mtop"
-    (root / "en").mkdir(parents=True)
     rng = random.Random(0)
-    for split, n in (("train", 60), ("eval", 10), ("test", 10)):
-        lines = _make_examples(rng, n)
-        (root / "en" / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    counts = (("train", 60), ("eval", 10), ("test", 10))
+    root = write_mtop(tmp_path / "mtop", {s: _make_examples(rng, n) for s, n in counts})
     out = tmp_path / "out"
     args = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
             "--size", "tiny", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "16",

@@ -190,16 +190,11 @@ def test_timing_models_items():
 
 @pytest.fixture(scope="module")
 def fixture_data(tmp_path_factory):
-    from test_pipeline import _make_examples
+    from test_pipeline import _make_examples, write_mtop
 
-    root = tmp_path_factory.mktemp("mtop")
     rng = random.Random(1)
-    d = root / "en"
-    d.mkdir()
-    for split, n in (("train", 240), ("eval", 40), ("test", 40)):
-        (d / f"{split}.txt").write_text("\n".join(_make_examples(rng, n)) + "\n",
-                                        encoding="utf-8")
-    return root
+    counts = (("train", 240), ("eval", 40), ("test", 40))
+    return write_mtop(tmp_path_factory.mktemp("mtop"), {s: _make_examples(rng, n) for s, n in counts})
 
 
 @pytest.mark.parametrize("name", ["bilstm", "transformer"])

@@ -234,10 +234,10 @@ def test_op_resolver_option(proj_model, capsys):
 
 
 def test_dataset_utterances(proj_model, tmp_path, capsys):
-    (tmp_path / "en").mkdir()
-    lines = [f"set an alarm for {h} am\t[IN:CREATE_ALARM [SL:DATE_TIME for {h} am ] ]\t"
-             f"[IN:CREATE_ALARM [SL:DATE_TIME for {h} am ] ]\ttest\ten_XX" for h in range(1, 6)]
-    (tmp_path / "en" / "test.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from test_pipeline import _line, write_mtop
+
+    write_mtop(tmp_path, {"test": [_line(f"set an alarm for {h} am", "CREATE_ALARM",
+                                         [("DATE_TIME", f"for {h} am")]) for h in range(1, 6)]})
     rc = cli.main(["benchmark", str(proj_model), "--dataset", "mtop", "--data-dir", str(tmp_path),
                    "--languages", "en", "--split", "test", "--runs", "4", "--warmup", "1",
                    "--threads", "1", "--no-memory", "--json"])

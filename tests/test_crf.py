@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ondevice_nlp import cli, tagging
+from test_pipeline import _line, write_mtop
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
 
@@ -116,11 +117,6 @@ def test_transition_scores_round_trip_through_metadata_text_and_reject_bad_text(
 DATES = ["today", "tomorrow", "tonight", "on monday", "at 7 pm", "at noon"]
 
 
-def _line(utt, intent, slots):
-    flat = f"[IN:{intent} " + " ".join(f"[SL:{t} {v} ]" for t, v in slots) + " ]"
-    return "\t".join([utt, flat, flat, "test", "en_XX"])
-
-
 def _examples(rng, n):
     out = []
     for _ in range(n):
@@ -135,12 +131,9 @@ def _examples(rng, n):
 
 @pytest.fixture(scope="module")
 def crf_build(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mtop_crf")
     rng = random.Random(0)
-    (root / "en").mkdir()
-    for split, n in (("train", 240), ("eval", 30), ("test", 30)):
-        (root / "en" / f"{split}.txt").write_text("\n".join(_examples(rng, n)) + "\n",
-                                                  encoding="utf-8")
+    counts = (("train", 240), ("eval", 30), ("test", 30))
+    root = write_mtop(tmp_path_factory.mktemp("mtop_crf"), {s: _examples(rng, n) for s, n in counts})
     out = tmp_path_factory.mktemp("out_crf")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--crf", "--out", str(out), "--epochs", "6",

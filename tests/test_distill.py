@@ -9,20 +9,16 @@ import numpy as np
 import pytest
 
 from ondevice_nlp import cli, distill
-from test_pipeline import _make_examples  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_pipeline import _make_examples, write_mtop  # noqa: E402  (tests/ on sys.path)
 
 TINY = ["--size", "tiny", "--batch-size", "16", "--lr", "1e-2"]
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mtop_kd")
     rng = random.Random(1)
-    (root / "en").mkdir()
-    for split, n in (("train", 200), ("eval", 30), ("test", 30)):
-        (root / "en" / f"{split}.txt").write_text("\n".join(_make_examples(rng, n)) + "\n",
-                                                  encoding="utf-8")
-    return root
+    counts = (("train", 200), ("eval", 30), ("test", 30))
+    return write_mtop(tmp_path_factory.mktemp("mtop_kd"), {s: _make_examples(rng, n) for s, n in counts})
 
 
 @pytest.fixture(scope="module")
@@ -264,11 +260,8 @@ def test_student_data_that_the_teacher_did_not_see(teacher_dir, data_root, tmp_p
                                labels["tags"], 4)
     assert st.slot_logits.shape[0] == int(np.minimum(lengths[:5], 4).sum())
     # through the CLI: exit status 2 and the file named on stderr
-    other = tmp_path / "other"
-    (other / "en").mkdir(parents=True)
-    for split in ("train", "eval", "test"):
-        lines = [x.replace("weather", "forecast") for x in _make_examples(random.Random(9), 40)]
-        (other / "en" / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines = [x.replace("weather", "forecast") for x in _make_examples(random.Random(9), 40)]
+    other = write_mtop(tmp_path / "other", {s: lines for s in ("train", "eval", "test")})
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(other), "--out",
                    str(tmp_path / "o"), "--epochs", "1", *TINY, "--teacher", str(teacher_dir)])
     assert rc == 2

@@ -19,6 +19,18 @@ def _line(utt, intent, slots, locale="en_XX"):
     return "\t".join([utt, flat, flat, "test", locale])
 
 
+def write_mtop(root, splits, lang="en"):
+    """Write a fixture MTOP folder: `root/<lang>/<split>.txt`, one flat-parse TSV line per item.
+
+    `splits` maps a split name ("train", "eval", "test") to its lines (see `_line`). Returns `root`.
+    """
+    d = root / lang
+    d.mkdir(parents=True, exist_ok=True)
+    for split, lines in splits.items():
+        (d / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def _make_examples(rng, n):
     out = []
     for _ in range(n):
@@ -37,16 +49,12 @@ def _make_examples(rng, n):
 
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mtop")
     rng = random.Random(0)
-    for split, n in (("train", 240), ("eval", 30), ("test", 30)):
-        d = root / "en"
-        d.mkdir(exist_ok=True)
-        lines = _make_examples(rng, n)
-        if split == "train":  # MTOP Spanish style: the slot "me" is the end of the token
-            lines += [_line(f"Recuérdame llamar a {p}", "CREATE_REMINDER",
-                            [("PERSON_REMINDED", "me"), ("TODO", f"llamar a {p}")]) for p in NAMES]
-        (d / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    splits = {s: _make_examples(rng, n) for s, n in (("train", 240), ("eval", 30), ("test", 30))}
+    # MTOP Spanish style: the slot "me" is the end of the token
+    splits["train"] += [_line(f"Recuérdame llamar a {p}", "CREATE_REMINDER",
+                              [("PERSON_REMINDED", "me"), ("TODO", f"llamar a {p}")]) for p in NAMES]
+    root = write_mtop(tmp_path_factory.mktemp("mtop"), splits)
     out = tmp_path_factory.mktemp("out")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--out", str(out), "--epochs", "6", "--qat-epochs", "1",
