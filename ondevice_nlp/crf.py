@@ -93,7 +93,8 @@ class CRFTagger(keras.Model):
     (``train.make_dataset``): ``({"features", "mask"}, (intent, tags),
     (intent weight, slot weight))``. Calling the wrapper calls the tagger;
     ``save_weights`` / ``load_weights`` cover both. Compile with an optimizer
-    only (``loss`` is ignored).
+    only (``loss`` is ignored). The wrapper is built when it is made (called
+    once on zeros shaped like ``tagger.input``).
 
     Args:
         tagger: the Keras model whose slot logits are the emissions.
@@ -113,6 +114,10 @@ class CRFTagger(keras.Model):
             initializer="zeros" if init is None else keras.initializers.Constant(init))
         self.intent_ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "intent", "crf")}
+        # built now, on zeros shaped like one example, so that fit's BackupAndRestore
+        # sees every variable (an unbuilt subclassed model makes it warn)
+        self(tf.nest.map_structure(lambda t: tf.zeros([d or 1 for d in t.shape], t.dtype),
+                                   tagger.input))
 
     @property
     def metrics(self):

@@ -225,3 +225,77 @@ def test_crf_with_teacher_is_a_clear_error(crf_build, tmp_path, capsys):
                    str(tmp_path / "o"), "--epochs", "1"])
     assert rc != 0
     assert "--crf cannot be combined with --teacher" in capsys.readouterr().err
+
+
+def test_interrupted_crf_training_restores_transitions_and_optimizer(tmp_path, caplog):
+    """`train.fit` with a backup folder: a CRF run stopped after epoch 1 continues at epoch 2
+    from the saved transitions, network weights and optimizer state, and ends where an
+    uninterrupted run ends. The wrapper is built when made, so BackupAndRestore does not
+    warn about an unbuilt model."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ondevice_nlp import train as T
+    from ondevice_nlp.crf import CRFTagger
+
+    B, L, F, I, K = 4, 5, 8, 3, len(TAGS)
+    rng = np.random.default_rng(0)
+    n = 16
+    x = {"features": rng.normal(size=(n, L, F)).astype(np.float32),
+         "mask": np.ones((n, L), np.float32)}
+    y = (rng.integers(0, I, n), rng.integers(0, K, (n, L)))
+    w = (np.ones(n, np.float32), np.ones((n, L), np.float32))
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(B)
+    allowed = np.ones((K + 1, K), bool)
+
+    def wrapper():
+        keras.utils.set_random_seed(1)
+        feats = keras.Input((None, F), name="features")
+        mask = keras.Input((None,), name="mask")
+        h = keras.layers.Dense(6, activation="relu")(feats)
+        net = keras.Model({"features": feats, "mask": mask},
+                          (keras.layers.Dense(I)(keras.layers.GlobalAveragePooling1D()(h)),
+                           keras.layers.Dense(K)(h)))
+        m = CRFTagger(net, allowed)
+        T.compile_model(m, 1e-2, 8, warmup_steps=0)
+        return m
+
+    class Stop(keras.callbacks.Callback):
+        tag = "float"
+
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.stop_after, self.seen = stop_after, {}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.stop_after:  # after the backup of the epoch before
+                raise RuntimeError("interrupted")
+            self.seen[epoch] = (int(self.model.optimizer.iterations.numpy()),
+                                self.model.crf_transitions.numpy().copy(),
+                                [v.numpy().copy() for v in self.model.tagger.weights])
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.saved = (self.model.crf_transitions.numpy().copy(),
+                          [v.numpy().copy() for v in self.model.tagger.weights])
+
+    backup = str(tmp_path / "backup")
+    first = Stop(stop_after=1)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        T.fit(wrapper(), ds, 2, first, 0, backup_dir=backup)
+    assert np.abs(first.saved[0]).max() > 0  # the transitions did train in epoch 1
+    again = Stop()
+    T.fit(wrapper(), ds, 2, again, 0, backup_dir=backup)
+    assert list(again.seen) == [1]  # only epoch 2 ran
+    steps, trans, weights = again.seen[1]
+    assert steps == n // B
+    np.testing.assert_array_equal(trans, first.saved[0])
+    for a, b in zip(weights, first.saved[1]):
+        np.testing.assert_array_equal(a, b)
+    # and ends where an uninterrupted run ends: the AdamW moments came back too
+    whole = Stop()
+    T.fit(wrapper(), ds, 2, whole, 0)
+    np.testing.assert_allclose(again.saved[0], whole.saved[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(again.saved[1], whole.saved[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert "is unbuilt" not in caplog.text  # the wrapper is built when made
+    keras.backend.clear_session()
