@@ -46,8 +46,8 @@ mtop-en-crf:
 mtop-all-crf:
 	$(call run,build $(MTOP_ALL) --model pnlp_mixer --crf --epochs 25 --qat-epochs 2 $(MULTI))
 
-# one model per language (the published MTOP protocol, "in-language"), each with the English
-# recipe and the slot CRF; mtop-en-crf above is the English one
+# one model per language (six files), each with the English recipe and the slot CRF;
+# mtop-en-crf above is the English one
 EACH_LANG_CRF = $(foreach l,es fr de hi th,mtop-$(l)-crf)
 $(EACH_LANG_CRF):
 	$(call run,build --dataset mtop --data-dir $(DATA)/mtop --languages $(patsubst mtop-%-crf,%,$@) \
