@@ -40,6 +40,8 @@ import json
 import sys
 from pathlib import Path
 
+from ondevice_nlp.pipeline import _average
+
 KINDS = ("keras", "keras_qat", "tflite")
 METRICS = ("exact_match", "intent_accuracy", "slot_f1")
 
@@ -103,9 +105,9 @@ def _diff(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
-def _mean(xs) -> float:
-    xs = list(xs)
-    return sum(xs) / len(xs)
+def _averages(per_lang: list[dict]) -> dict[str, dict]:
+    """Kind -> build's ``_average`` (unweighted mean of the metrics, summed n) over the rows."""
+    return {kind: _average({i: r[kind] for i, r in enumerate(per_lang)}) for kind in KINDS}
 
 
 def _joined(values) -> str:
@@ -132,19 +134,14 @@ def language_table(merged: dict[str, tuple[dict, dict]]) -> str:
             f"**{_pct(t['exact_match'])}** | {_pct(t['intent_accuracy'])} | "
             f"{_pct(t['slot_f1'])} | {_diff(t['exact_match'] - k['exact_match'])} | "
             f"{_joined([size])} |")
-    rs = [r for _, r in merged.values()]
-
-    def avg(kind, k):
-        return _mean(r[kind][k] for r in rs)
-
-    n = sum(r["tflite"]["n"] for r in rs)
+    k, q, t = (_averages([r for _, r in merged.values()])[kind] for kind in KINDS)
     sizes = _joined([run.get("model_size_bytes") for run, _ in merged.values()])
     lines.append(
-        f"| average | | {n} | {_pct(avg('keras', 'exact_match'))} | "
-        f"{_pct(avg('keras', 'intent_accuracy'))} | {_pct(avg('keras', 'slot_f1'))} | "
-        f"{_pct(avg('keras_qat', 'exact_match'))} | **{_pct(avg('tflite', 'exact_match'))}** | "
-        f"{_pct(avg('tflite', 'intent_accuracy'))} | {_pct(avg('tflite', 'slot_f1'))} | "
-        f"{_diff(avg('tflite', 'exact_match') - avg('keras', 'exact_match'))} | {sizes} |")
+        f"| average | | {t['n']} | {_pct(k['exact_match'])} | "
+        f"{_pct(k['intent_accuracy'])} | {_pct(k['slot_f1'])} | "
+        f"{_pct(q['exact_match'])} | **{_pct(t['exact_match'])}** | "
+        f"{_pct(t['intent_accuracy'])} | {_pct(t['slot_f1'])} | "
+        f"{_diff(t['exact_match'] - k['exact_match'])} | {sizes} |")
     return "\n".join(lines)
 
 
@@ -162,14 +159,12 @@ def summary_row(merged: dict[str, tuple[dict, dict]], languages: list[str], labe
     params = max((r.get("parameters") or 0) for r in runs)
     size = max((r.get("model_size_bytes") or 0) for r in runs)
 
-    def avg(kind, k):
-        return _mean(r[kind][k] for r in rs)
-
+    avg = _averages(rs)
+    k, t = avg["keras"], avg["tflite"]
     ems = " | ".join(_pct(r["tflite"]["exact_match"]) for r in rs)
-    return (f"| {label} | {params:,} | {size:,} | {ems} | **{_pct(avg('tflite', 'exact_match'))}** | "
-            f"{_pct(avg('tflite', 'intent_accuracy'))} | {_pct(avg('tflite', 'slot_f1'))} | "
-            f"{_pct(avg('keras', 'exact_match'))} | "
-            f"{_diff(avg('tflite', 'exact_match') - avg('keras', 'exact_match'))} |")
+    return (f"| {label} | {params:,} | {size:,} | {ems} | **{_pct(t['exact_match'])}** | "
+            f"{_pct(t['intent_accuracy'])} | {_pct(t['slot_f1'])} | {_pct(k['exact_match'])} | "
+            f"{_diff(t['exact_match'] - k['exact_match'])} |")
 
 
 def main(argv=None) -> int:
