@@ -86,9 +86,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--languages", type=_langs, default=["en"])
     t.add_argument("--out", required=True, help="teacher folder (teacher.json, soft_targets.npz)")
     t.add_argument("--teacher-model", default="pnlp_mixer",
-                   choices=["pnlp_mixer", "pqrnn", "hub"],
-                   help="pnlp_mixer (size teacher: ~10 M parameters), pqrnn (~15 M), or hub: "
-                        "a pre-trained keras-hub encoder from --preset (ondevice_nlp/hub_teacher.py)")
+                   choices=["pnlp_mixer", "pqrnn", "hub", "ensemble"],
+                   help="pnlp_mixer (size teacher: ~10 M parameters), pqrnn (~15 M), hub: "
+                        "a pre-trained keras-hub encoder from --preset (ondevice_nlp/hub_teacher.py)"
+                        ", or ensemble: the float models of finished build runs (--members), "
+                        "averaged (ondevice_nlp/ensemble_teacher.py; trains nothing)")
+    t.add_argument("--members", type=lambda s: [x for x in s.split(",") if x],
+                   help="--teacher-model ensemble: comma-separated `ondevice-nlp build` output "
+                        "folders trained on the same --dataset and --languages")
     t.add_argument("--size", default="teacher", help="named size (default teacher; tiny: tests)")
     t.add_argument("--preset", help="--teacher-model hub: local keras-hub preset folder "
                                     "(e.g. a downloaded bert_multi_cased or xlm_roberta_base)")
@@ -239,8 +244,13 @@ def _teacher(args) -> int:
         skip_bad_lines=args.skip_bad_lines)
     if args.teacher_model == "hub" and not args.preset:
         raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
+    if (args.teacher_model == "ensemble") != bool(args.members):
+        raise ValueError("--members goes with --teacher-model ensemble, and it needs them")
     with _log_to(args.out, "teacher.log"):
-        if args.teacher_model == "hub":
+        if args.teacher_model == "ensemble":
+            from . import ensemble_teacher
+            ensemble_teacher.run_ensemble_teacher(a, args.members)
+        elif args.teacher_model == "hub":
             from . import hub_teacher
             hub_teacher.run_hub_teacher(a, args.preset, args.hub_tokenizer)
         else:

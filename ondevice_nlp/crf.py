@@ -21,6 +21,14 @@ the emissions); the learned A travels in the file's metadata
 decoders add it to the path score (``tagging.viterbi_bio``,
 ``tagging.joint_decode``).
 
+Distillation (``build --crf --teacher T``): the teacher's per-token soft
+targets are matched by the CRF's own per-token marginals p(y_t = k | x)
+(forward-backward, ``crf_log_marginals``), not by a softmax of the emissions,
+which are not the distribution the CRF predicts; the slot loss is
+``(1 - w) NLL + w T^2 KL(softmax(t / T) || marginals at E / T, A / T)`` per real
+token, the teacher's softmax taken over the tags the CRF can give that token ("posterior distillation", Wang et al. 2020, "Structure-level knowledge
+distillation for multilingual sequence labeling", ACL, Sec. 3.3).
+
 Why: on MTOP English most exact-match errors are slot boundaries (adjacent
 spans of one type split or merged, a preposition split off); per-token
 cross-entropy scores each token's tag alone, the CRF scores the whole sequence.
@@ -32,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["DISALLOWED", "crf_nll", "CRFTagger", "unwrap"]
+__all__ = ["DISALLOWED", "crf_nll", "crf_log_marginals", "CRFTagger", "unwrap"]
 
 DISALLOWED = -1e4
 """Fixed score of a transition outside ``allowed`` (finite, so the forward
@@ -81,6 +89,49 @@ def crf_nll(emissions: tf.Tensor, tags: tf.Tensor, mask: tf.Tensor,
     return (log_z - gold) * mask[:, 0]
 
 
+def crf_log_marginals(emissions: tf.Tensor, mask: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
+    """Log of each token's marginal tag probability under a linear-chain CRF.
+
+    Forward-backward in log space (Lafferty et al. 2001; Sutton and McCallum
+    2012, "An introduction to conditional random fields", Sec. 4.1):
+    ``log p(y_t = k | x) = alpha_t[k] + beta_t[k] - log Z``. Differentiable
+    (the distillation loss trains through it).
+
+    Args:
+        emissions: float32 [B, L, K] per-token tag scores.
+        mask: float32 [B, L], 1 on real tokens (a prefix of each row), 0 on padding.
+        transitions: float32 [K + 1, K]; row K scores the first tag.
+
+    Returns:
+        float32 [B, L, K]: log-marginals on real tokens (each row's exp sums to
+        1); zeros on padding and for rows with no tokens.
+    """
+    mask = tf.cast(mask, emissions.dtype)
+    K = tf.shape(emissions)[2]
+    start, trans = transitions[K], transitions[:K]
+    alpha0 = start[None, :] + emissions[:, 0]
+
+    def fwd(alpha, inp):
+        e_t, m_t = inp
+        nxt = tf.reduce_logsumexp(alpha[:, :, None] + trans[None], axis=1) + e_t
+        return tf.where(m_t[:, None] > 0, nxt, alpha)
+
+    def bwd(beta, inp):  # beta_t from beta_{t+1} and the emissions of token t + 1
+        e_next, m_next = inp
+        prev = tf.reduce_logsumexp(trans[None] + (e_next + beta)[:, None, :], axis=2)
+        return tf.where(m_next[:, None] > 0, prev, tf.zeros_like(prev))
+
+    em_t = tf.transpose(emissions, [1, 0, 2])  # [L, B, K]
+    m_t = tf.transpose(mask)  # [L, B]
+    alphas = tf.concat([alpha0[None], tf.scan(fwd, (em_t[1:], m_t[1:]), initializer=alpha0)],
+                       axis=0)  # [L, B, K]; past a row's end alpha stays at its last token's
+    betas = tf.scan(bwd, (em_t[1:], m_t[1:]), initializer=tf.zeros_like(alpha0), reverse=True)
+    betas = tf.concat([betas, tf.zeros_like(alpha0)[None]], axis=0)  # [L, B, K]
+    log_z = tf.reduce_logsumexp(alphas[-1], axis=1)  # [B]
+    out = alphas + betas - log_z[None, :, None]
+    return tf.transpose(out, [1, 0, 2]) * mask[:, :, None]
+
+
 class CRFTagger(keras.Model):
     """Training wrapper: a tagger (``model(x) -> (intent logits [B, I], slot
     logits [B, L, K])``) plus learned CRF transitions ``crf_transitions`` float32
@@ -102,10 +153,25 @@ class CRFTagger(keras.Model):
             (``train.Labels.allowed_transitions``); the others score ``DISALLOWED``.
         init: optional float [K + 1, K] starting transitions (the float phase's,
             for QAT); zeros otherwise.
+        distill: optional (temperature T, weight w) for a batch that carries a
+            teacher's logits (``train.make_dataset(soft=...)``: targets
+            ``(intent [B, 1 + I], tags [B, L, 1 + K])``, column 0 the hard label):
+            the intent loss is ``distill.distill_loss_fn``'s and the slot loss
+            ``(1 - w) NLL + w T^2 KL`` against the CRF marginals at temperature T
+            (see the module docstring), both per real token like the NLL.
+
+    Raises:
+      ValueError: T <= 0 or w outside [0, 1].
     """
 
-    def __init__(self, tagger: keras.Model, allowed: np.ndarray, init: np.ndarray | None = None):
+    def __init__(self, tagger: keras.Model, allowed: np.ndarray, init: np.ndarray | None = None,
+                 distill: tuple[float, float] | None = None):
         super().__init__()
+        self.distill = None
+        if distill is not None:
+            from .distill import distill_loss_fn
+            self.distill = (float(distill[0]), float(distill[1]))
+            self.intent_distill = distill_loss_fn(*self.distill)  # validates T and w
         self.tagger = tagger
         allowed = np.asarray(allowed, dtype=bool)
         self.penalty = tf.constant(np.where(allowed, 0.0, DISALLOWED).astype(np.float32))
@@ -130,14 +196,37 @@ class CRFTagger(keras.Model):
         """The learned transitions, float64 [K + 1, K] (meaningful where allowed)."""
         return self.crf_transitions.numpy().astype(np.float64)
 
-    def train_step(self, data):
+    def batch_losses(self, data, training: bool = False):
+        """(intent loss, slot loss) float32 scalars of one batch ``(x, targets, weights)``
+        as ``fit`` minimises them (see the class docstring); ``training`` is the
+        tagger's (dropout)."""
         x, (intent, tags), (intent_w, _) = data
-        with tf.GradientTape() as tape:
-            intent_logits, slot_logits = self(x, training=True)
+        intent_logits, slot_logits = self(x, training=training)
+        mask = x["mask"]
+        n_tokens = tf.maximum(tf.reduce_sum(mask), 1.0)
+        trans = self.crf_transitions + self.penalty
+        if self.distill is None:
             intent_loss = self.intent_ce(intent, intent_logits, sample_weight=intent_w)
-            mask = x["mask"]
-            nll = crf_nll(slot_logits, tags, mask, self.crf_transitions + self.penalty)
-            crf_loss = tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(mask), 1.0)
+            nll = crf_nll(slot_logits, tags, mask, trans)
+            return intent_loss, tf.reduce_sum(nll) / n_tokens
+        T, w = self.distill  # targets: column 0 the hard label, the rest the teacher's logits
+        per_example = self.intent_distill(intent, intent_logits)
+        intent_loss = tf.reduce_sum(per_example * intent_w) / tf.cast(tf.shape(intent_w)[0],
+                                                                        tf.float32)
+        hard, teacher = tags[..., 0], tf.cast(tags[..., 1:], tf.float32)
+        nll = tf.reduce_sum(crf_nll(slot_logits, hard, mask, trans)) / n_tokens
+        log_q = crf_log_marginals(slot_logits / T, mask, trans / T)
+        # the teacher renormalised over the tags the CRF can give this token (a
+        # disallowed transition makes the others' marginals ~exp(-1e4 / T))
+        possible = log_q > DISALLOWED / (2.0 * T)
+        log_p = tf.nn.log_softmax(tf.where(possible, teacher / T, -1e9), axis=-1)
+        kl = tf.reduce_sum(tf.where(possible, tf.exp(log_p) * (log_p - log_q), 0.0), axis=-1)
+        kl = tf.reduce_sum(kl * mask) / n_tokens
+        return intent_loss, (1.0 - w) * nll + (w * T * T) * kl
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            intent_loss, crf_loss = self.batch_losses(data, training=True)
             loss = intent_loss + crf_loss
             if self.tagger.losses:
                 loss += tf.add_n(self.tagger.losses)

@@ -303,12 +303,11 @@ def build(a: BuildArgs) -> dict:
         log.info("slot-value substitution: %d extra training utterances (rate %g)", len(extra),
                  a.augment_slots)
     soft, losses, teacher = None, None, None
-    if a.crf and a.teacher:
-        raise ValueError("--crf cannot be combined with --teacher: distillation matches the "
-                         "teacher's per-token slot distributions, the CRF scores whole sequences")
     if a.teacher:  # knowledge distillation: soft targets ride along with each example
         from . import distill
-        losses = distill.distill_losses(a.distill_temperature, a.distill_weight)
+        # with --crf the CRFTagger computes the distillation loss itself (crf.py)
+        losses = (None if a.crf else
+                  distill.distill_losses(a.distill_temperature, a.distill_weight))
         teacher = distill.load_teacher(a.teacher)
         soft = distill.align_targets(teacher, enc_train.texts, enc_train.mask.sum(axis=1),
                                      labels.intents, labels.tags, S)
@@ -328,7 +327,8 @@ def build(a: BuildArgs) -> dict:
     from .crf import CRFTagger, unwrap
     if a.crf:  # the wrapper holds the CRF transitions and trains with the CRF loss
         allowed = labels.allowed_transitions()
-        model = CRFTagger(model, allowed)
+        kd = (a.distill_temperature, a.distill_weight) if a.teacher else None
+        model = CRFTagger(model, allowed, distill=kd)
         log.info("slot CRF: %d learned transition scores (the allowed ones) go into the "
                  "metadata", int(allowed.sum()))
     steps = T.steps_for(len(enc_train.texts), a.batch_size)
@@ -368,7 +368,7 @@ def build(a: BuildArgs) -> dict:
                                   soft=soft)
     T.calibrate_quantization_ranges(qat, qat_train_ds, steps=min(steps, 50))
     if a.crf:  # QAT goes on training the float phase's transitions with the CRF loss
-        qat = CRFTagger(qat, allowed, init=model.transition_scores())
+        qat = CRFTagger(qat, allowed, init=model.transition_scores(), distill=kd)
     T.compile_model(qat, a.qat_lr, steps * max(a.qat_epochs, 1), warmup_steps=0,
                     weight_decay=a.weight_decay, losses=losses)
     qat_ckpt = os.path.join(ckpt, "qat.weights.h5")

@@ -51,6 +51,105 @@ def test_crf_nll_equals_brute_force_over_all_tag_sequences():
     np.testing.assert_allclose(one[:3], want, rtol=1e-5)
 
 
+def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences():
+    import tensorflow as tf
+
+    from ondevice_nlp.crf import DISALLOWED, crf_log_marginals
+
+    rng = np.random.default_rng(1)
+    B, L, K = 4, 4, 3
+    em = rng.normal(size=(B, L, K)).astype(np.float32)
+    trans = rng.normal(size=(K + 1, K)).astype(np.float32)
+    trans[0, 2] = trans[3, 1] = DISALLOWED  # as CRFTagger's penalty leaves them
+    lengths = [4, 3, 1, 0]
+    mask = np.array([[1.0] * n + [0.0] * (L - n) for n in lengths], np.float32)
+    got = np.exp(crf_log_marginals(tf.constant(em), tf.constant(mask), tf.constant(trans)).numpy())
+    for b, n in enumerate(lengths):
+        want = np.zeros((L, K))
+        for p in itertools.product(range(K), repeat=n) if n else ():
+            w = np.exp(np.float64(_path_score(em[b], trans, p)))
+            for t, k in enumerate(p):
+                want[t, k] += w
+        if n:
+            want /= want[0].sum()
+        np.testing.assert_allclose(got[b, :n], want[:n], atol=1e-5)
+        assert (got[b, n:] == 1.0).all()  # exp(0): padding is zeroed in log space
+    np.testing.assert_allclose(got[:3, 0].sum(-1), 1.0, rtol=1e-5)
+    assert got[0, 0, 1] < 1e-30  # the first tag 1 is disallowed (row K)
+
+
+def _tiny_tagger(L, F, I, K):
+    import tf_keras as keras
+
+    feats = keras.Input((None, F), name="features")
+    mask = keras.Input((None,), name="mask")
+    h = keras.layers.Dense(8, activation="tanh")(feats)
+    intent = keras.layers.Dense(I)(keras.layers.GlobalAveragePooling1D()(h))
+    slots = keras.layers.Dense(K)(h)
+    return keras.Model({"features": feats, "mask": mask}, [intent, slots])
+
+
+def test_crf_distillation_loss_matches_its_definition():
+    """`CRFTagger(distill=(T, w))`: w = 0 is the plain CRF loss; a teacher equal to the
+    student's own CRF marginals costs nothing at w = 1; otherwise the KL of the definition."""
+    import tensorflow as tf
+
+    from ondevice_nlp.crf import CRFTagger, crf_log_marginals
+    from ondevice_nlp.distill import distill_loss_fn
+
+    rng = np.random.default_rng(2)
+    B, L, F, I = 3, 5, 6, 4
+    allowed = tagging.bio_allowed_transitions(TAGS)
+    K = len(TAGS)
+    net = _tiny_tagger(L, F, I, K)
+    init = rng.normal(size=allowed.shape)
+    x = {"features": tf.constant(rng.normal(size=(B, L, F)).astype(np.float32)),
+         "mask": tf.constant([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], tf.float32)}
+    intent = np.array([0, 3, 1])
+    tags = np.array([[1, 2, 0, 3, 4], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    iw = tf.constant([1.0, 1.0, 0.0])  # the last intent unseen in training
+    plain = CRFTagger(net, allowed, init=init)
+    want_i, want_s = plain.batch_losses((x, (tf.constant(intent), tf.constant(tags)), (iw, iw)))
+    T = 2.0
+    il, sl = net(x)
+    trans = plain.crf_transitions + plain.penalty
+    own = (crf_log_marginals(sl / T, x["mask"], trans / T) * T).numpy()
+
+    def batch(t_int, t_slot):
+        yi = np.concatenate([intent[:, None], t_int], 1).astype(np.float32)
+        ys = np.concatenate([tags[:, :, None], t_slot], 2).astype(np.float32)
+        return x, (tf.constant(yi), tf.constant(ys)), (iw, iw)
+
+    t_int = rng.normal(size=(B, I)).astype(np.float32)
+    t_slot = rng.normal(size=(B, L, K)).astype(np.float32)
+    kd0 = CRFTagger(net, allowed, init=init, distill=(T, 0.0))
+    got_i, got_s = kd0.batch_losses(batch(t_int, t_slot))
+    assert float(got_s) == pytest.approx(float(want_s), rel=1e-5)
+    assert float(got_i) == pytest.approx(float(want_i), rel=1e-5)
+
+    kd1 = CRFTagger(net, allowed, init=init, distill=(T, 1.0))
+    assert float(kd1.batch_losses(batch(t_int, own))[1]) == pytest.approx(0.0, abs=1e-4)
+
+    # a random teacher: T^2 KL over the tags the CRF can give, mean over real tokens
+    _, got = kd1.batch_losses(batch(t_int, t_slot))
+    log_q = own / T
+    m = x["mask"].numpy()
+    kl = 0.0
+    for b in range(B):
+        for t in range(int(m[b].sum())):
+            ok = log_q[b, t] > -1e3
+            p = np.exp(t_slot[b, t, ok] / T - np.logaddexp.reduce(t_slot[b, t, ok] / T))
+            kl += (p * (np.log(p) - log_q[b, t, ok])).sum()
+    assert float(got) == pytest.approx(T * T * kl / m.sum(), rel=1e-4)
+    # the intent term is distill_loss_fn's, weighted and averaged over the batch
+    per = distill_loss_fn(T, 1.0)(tf.constant(np.concatenate([intent[:, None], t_int], 1)),
+                                  il).numpy()
+    got_i = kd1.batch_losses(batch(t_int, t_slot))[0]
+    assert float(got_i) == pytest.approx(float((per * iw.numpy()).sum() / B), rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        CRFTagger(net, allowed, distill=(0.0, 0.5))
+
+
 def _valid_paths(allowed, n):
     K = allowed.shape[1]
     for p in itertools.product(range(K), repeat=n):
@@ -218,13 +317,104 @@ def test_corrupt_crf_transitions_in_the_file_are_a_clear_error(crf_build, tmp_pa
         TFLiteModel(str(bad))
 
 
-def test_crf_with_teacher_is_a_clear_error(crf_build, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def plain_build(crf_build, tmp_path_factory):
+    """A second, CRF-free tiny build on crf_build's data: the other ensemble member."""
     root, _ = crf_build
+    out = tmp_path_factory.mktemp("out_plain")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
-                   "--size", "tiny", "--crf", "--teacher", str(tmp_path), "--out",
-                   str(tmp_path / "o"), "--epochs", "1"])
-    assert rc != 0
-    assert "--crf cannot be combined with --teacher" in capsys.readouterr().err
+                   "--size", "tiny", "--out", str(out), "--epochs", "3", "--qat-epochs", "1",
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+    assert rc == 0
+    return out
+
+
+def _ensemble(root, members, out):
+    return cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                     "--teacher-model", "ensemble", "--members", ",".join(map(str, members)),
+                     "--out", str(out)])
+
+
+def _softmax(z):
+    z = np.asarray(z, np.float64)
+    return np.exp(z - np.logaddexp.reduce(z, axis=-1, keepdims=True))
+
+
+def test_ensemble_teacher_averages_its_members(crf_build, plain_build, tmp_path):
+    """`teacher --teacher-model ensemble`: soft targets are the mean of the members'
+    distributions; one plain member scores what its build measured for the float model."""
+    from ondevice_nlp.distill import load_teacher
+
+    root, crf_out = crf_build
+    dirs = {k: tmp_path / k for k in ("plain", "crf", "both")}
+    assert _ensemble(root, [plain_build], dirs["plain"]) == 0
+    assert _ensemble(root, [crf_out], dirs["crf"]) == 0
+    assert _ensemble(root, [plain_build, crf_out], dirs["both"]) == 0
+    t = {k: load_teacher(str(d)) for k, d in dirs.items()}
+    np.testing.assert_allclose(_softmax(t["both"].intent_logits),
+                               (_softmax(t["plain"].intent_logits) +
+                                _softmax(t["crf"].intent_logits)) / 2, atol=1e-5)
+    np.testing.assert_allclose(_softmax(t["both"].slot_logits),
+                               (_softmax(t["plain"].slot_logits) +
+                                _softmax(t["crf"].slot_logits)) / 2, atol=3e-3)  # float16
+    # the CRF member's token distributions are its marginals: they sum to 1 and give
+    # no mass to a tag no valid sequence can have there (I- on the first token)
+    crf_p = np.exp(t["crf"].slot_logits.astype(np.float64))
+    np.testing.assert_allclose(crf_p.sum(-1), 1.0, atol=1e-2)
+    meta = json.loads((dirs["crf"] / "teacher.json").read_text())
+    inside = [k for k, tag in enumerate(meta["labels"]["tags"]) if tag.startswith("I-")]
+    firsts = np.concatenate([[0], np.cumsum(t["crf"].slot_lengths)[:-1]])
+    assert crf_p[firsts][:, inside].max() < 1e-6
+
+    plain_metrics = json.loads((plain_build / "metrics.json").read_text())["keras"]["en"]
+    meta = json.loads((dirs["plain"] / "teacher.json").read_text())
+    for k in ("exact_match", "intent_accuracy", "slot_f1"):
+        assert meta["metrics"]["test"]["en"][k] == pytest.approx(plain_metrics[k], abs=1e-9)
+    both = json.loads((dirs["both"] / "teacher.json").read_text())
+    assert both["model"] == "ensemble" and both["size"] == "2 members"
+    assert [m["crf"] for m in both["members"]] == [False, True]
+    assert both["parameters"] == sum(m["parameters"] for m in both["members"]) > 0
+    assert both["members"][0]["metrics"]["test"]["en"] == meta["metrics"]["test"]["en"]
+
+
+def test_ensemble_teacher_bad_members_are_clear_errors(crf_build, plain_build, tmp_path, capsys):
+    import shutil
+
+    from ondevice_nlp.tflite_model import add_metadata, read_metadata
+
+    root, _ = crf_build
+    assert _ensemble(root, [tmp_path], tmp_path / "t") != 0
+    assert f"{tmp_path / 'model.tflite'}: missing" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(plain_build, other)
+    buf = (other / "model.tflite").read_bytes()
+    meta = read_metadata(buf)
+    meta["labels"]["intents"] = meta["labels"]["intents"][::-1]
+    (other / "model.tflite").write_bytes(add_metadata(buf, meta))
+    assert _ensemble(root, [plain_build, other], tmp_path / "t") != 0
+    err = capsys.readouterr().err
+    assert "model.tflite: metadata field 'labels.intents'" in err and "--languages" in err
+    rc = cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--members",
+                   str(plain_build), "--out", str(tmp_path / "t")])
+    assert rc != 0 and "--members goes with --teacher-model ensemble" in capsys.readouterr().err
+
+
+def test_build_crf_distils_from_an_ensemble_teacher(crf_build, plain_build, tmp_path):
+    """`build --crf --teacher T`: trains (CRF marginals against the soft targets), exports,
+    and reports the student against the teacher."""
+    root, crf_out = crf_build
+    assert _ensemble(root, [plain_build, crf_out], tmp_path / "t") == 0
+    out = tmp_path / "student"
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--crf", "--teacher", str(tmp_path / "t"),
+                   "--out", str(out), "--epochs", "4", "--qat-epochs", "1", "--batch-size", "16",
+                   "--lr", "1e-2", "--qat-lr", "1e-3"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["crf"] is True and m["distillation"]["teacher_model"] == "ensemble"
+    assert m["keras"]["en"]["exact_match"] >= 0.5
+    assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
+    assert m["distillation"]["percent_of_teacher"]["tflite"]["en"]["exact_match"] > 0
 
 
 def test_interrupted_crf_training_restores_transitions_and_optimizer(tmp_path, caplog):
