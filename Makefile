@@ -8,6 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
+.PHONY: teacher-en-ens mtop-en-crf-kd mtop-en-aug
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -123,6 +124,19 @@ teacher-en:
 
 mtop-en-kd:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --teacher runs/teacher-en \
+	    --distill-temperature 2.0 --distill-weight 0.5)
+
+mtop-en-aug:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --augment-slots 1.0)
+
+# the ensemble teacher averages five English runs that must exist first (make mtop-en
+# mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en); it trains nothing
+EN_MEMBERS = runs/mtop-en,runs/mtop-en-aug,runs/mtop-en-crf,runs/pqrnn-en-crf,runs/pqrnn-2mb-en
+teacher-en-ens:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN_MEMBERS))
+
+mtop-en-crf-kd:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
 
 clean:
