@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
-.PHONY: teacher-en-ens mtop-en-crf-kd mtop-en-aug
+.PHONY: teacher-en-ens mtop-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -138,6 +138,26 @@ teacher-en-ens:
 mtop-en-crf-kd:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
+
+# six languages: the five six-language models of README "MTOP, six languages, every model" (make
+# mtop-all mtop-all-crf pqrnn-all bilstm-all transformer-all), and MASSIVE's four
+ALL_MEMBERS = runs/mtop-all,runs/mtop-all-crf,runs/pqrnn-all,runs/bilstm-all,runs/transformer-all
+teacher-all-ens:
+	$(call run,teacher $(MTOP_ALL) --teacher-model ensemble --members $(ALL_MEMBERS))
+
+mtop-all-crf-kd:
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --crf --epochs 25 --qat-epochs 2 $(MULTI) \
+	    --teacher runs/teacher-all-ens --distill-temperature 2.0 --distill-weight 0.5)
+
+MASSIVE_MEMBERS = runs/massive-all,runs/massive-pqrnn-all,runs/massive-bilstm-all,runs/massive-transformer-all
+massive-teacher-all-ens:
+	$(call run,teacher --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --teacher-model ensemble --members $(MASSIVE_MEMBERS))
+
+massive-all-crf-kd:
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --crf --epochs 20 --qat-epochs 1 $(MULTI) \
+	    --teacher runs/massive-teacher-all-ens --distill-temperature 2.0 --distill-weight 0.5)
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info
