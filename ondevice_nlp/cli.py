@@ -79,8 +79,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--distill-weight", type=float, default=0.5,
                    help="weight w of the distillation term: (1-w) CE + w T^2 KL (with --teacher)")
 
-    t = sub.add_parser("teacher", help="train a large float teacher and write its soft "
-                                       "targets for the training set into OUT")
+    t = sub.add_parser("teacher", help="make a teacher (train a large float model, or average "
+                                       "finished build runs) and write its soft targets for "
+                                       "the training set into OUT")
     t.add_argument("--dataset", required=True, choices=["mtop", "massive", "snips"])
     t.add_argument("--data-dir")
     t.add_argument("--languages", type=_langs, default=["en"])

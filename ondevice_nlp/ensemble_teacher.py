@@ -151,6 +151,19 @@ def decode_metrics(examples, enc, labels, intent_probs: np.ndarray, slot_probs: 
     return evaluate(list(examples), pi, ps)
 
 
+def ensemble_distributions(members: list, enc) -> tuple[np.ndarray, list]:
+    """The mean of ``member_distributions`` over members (same shapes), summed one
+    member at a time so memory holds two members' outputs, not all of them."""
+    intents, slots = member_distributions(members[0], enc)
+    for m in members[1:]:
+        i2, s2 = member_distributions(m, enc)
+        intents += i2
+        for a, b in zip(slots, s2):
+            a += b
+    n = float(len(members))
+    return intents / n, [s / n for s in slots]
+
+
 def _mean(parts: list) -> tuple[np.ndarray, list]:
     intents = np.mean([p[0] for p in parts], axis=0)
     slots = [np.mean([p[1][i] for p in parts], axis=0) for i in range(len(intents))]
@@ -213,7 +226,7 @@ def run_ensemble_teacher(a, members: list) -> dict:
         metrics[name]["average"] = _average(metrics[name])
         for mm in member_metrics:
             mm[name]["average"] = _average(mm[name])
-    intents, slots = _mean([member_distributions(m, data.enc_train) for m in loaded])
+    intents, slots = ensemble_distributions(loaded, data.enc_train)
     meta = {"model": "ensemble", "size": f"{len(loaded)} members",
             "parameters": int(sum(m.meta.get("parameters") or 0 for m in loaded)),
             "dataset": a.dataset, "languages": a.languages,
