@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
-.PHONY: teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
+.PHONY: teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -138,6 +138,15 @@ teacher-en-ens:
 mtop-en-crf-kd:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
+
+# the same teacher also labels build --augment-slots 1.0's substituted copies; the student
+# distils on both (same seed, so the same copies)
+teacher-en-ens-aug:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN_MEMBERS) --augment-slots 1.0)
+
+mtop-en-crf-kd-aug:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 1.0 \
+	    --teacher runs/teacher-en-ens-aug --distill-temperature 2.0 --distill-weight 0.5)
 
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --teacher runs/teacher-en-ens \

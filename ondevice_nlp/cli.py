@@ -112,6 +112,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-train-examples", type=int)
     t.add_argument("--max-eval-examples", type=int)
     t.add_argument("--skip-bad-lines", action="store_true")
+    t.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
+                   help="--teacher-model ensemble: also write soft targets for the slot-substituted "
+                        "copies that `build --augment-slots RATE` (same --seed) trains on, so the "
+                        "student distils on them too")
 
     e = sub.add_parser("evaluate", help="score a .tflite on a dataset split; prints JSON")
     e.add_argument("model_path")
@@ -242,7 +246,9 @@ def _teacher(args) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         dropout=args.dropout, patience=args.patience, seed=args.seed,
         max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
-        skip_bad_lines=args.skip_bad_lines)
+        skip_bad_lines=args.skip_bad_lines, augment_slots=args.augment_slots)
+    if args.augment_slots and args.teacher_model != "ensemble":
+        raise ValueError("teacher --augment-slots works with --teacher-model ensemble only")
     if args.teacher_model == "hub" and not args.preset:
         raise ValueError("--teacher-model hub needs --preset PRESET_DIR")
     if (args.teacher_model == "ensemble") != bool(args.members):

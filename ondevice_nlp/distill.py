@@ -292,7 +292,8 @@ def align_targets(targets: TeacherTargets, texts, lengths: np.ndarray, intents: 
         t = t.decode("utf-8", "replace") if isinstance(t, bytes) else t
         raise TeacherFileError(path, "text_hash", f"{len(missing)} of {len(texts)} training texts "
                                f"have no soft targets, e.g. {t!r}: the teacher ran on other data "
-                               "(dataset, languages or --max-train-examples differ)")
+                               "(dataset, languages, --max-train-examples, or --augment-slots "
+                               "and --seed, differ)")
     icols = _columns(targets, "intents", intents)
     tcols = _columns(targets, "tags", tags)
     lengths = np.asarray(lengths, np.int64)
@@ -406,6 +407,7 @@ class TeacherArgs:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     skip_bad_lines: bool = False
+    augment_slots: float = 0.0  # ensemble only: also targets for build --augment-slots' copies
 
 
 def run_teacher(a: TeacherArgs) -> dict:

@@ -175,7 +175,11 @@ def run_ensemble_teacher(a, members: list) -> dict:
 
     Args:
       a: ``distill.TeacherArgs`` (dataset, data_dir, languages, out, the
-        example caps; the training options are unused).
+        example caps, seed; the training options are unused). With
+        ``a.augment_slots`` the soft targets also cover the slot-substituted
+        copies ``augment.substitute_slot_values(train, rate, seed)`` that
+        ``build --augment-slots`` trains on (distilling on augmented text, as
+        TinyBERT does: Jiao et al. 2020, arXiv 1909.10351).
       members: build output folders (at least one), trained on the same
         dataset and languages as ``a`` asks for (same labels, same max_tokens).
     Returns the teacher.json dict (also written with soft_targets.npz; ``model``
@@ -226,7 +230,18 @@ def run_ensemble_teacher(a, members: list) -> dict:
         metrics[name]["average"] = _average(metrics[name])
         for mm in member_metrics:
             mm[name]["average"] = _average(mm[name])
-    intents, slots = ensemble_distributions(loaded, data.enc_train)
+    texts, enc = [e.text for e in data.train_ex], data.enc_train
+    n_extra = 0
+    if a.augment_slots:  # the copies `build --augment-slots` makes from the same examples and seed
+        from .augment import substitute_slot_values
+        from .train import concat_encoded, encode
+        extra = substitute_slot_values(data.train_ex, a.augment_slots, a.seed)
+        enc = concat_encoded(enc, encode(extra, labels, S))
+        texts += [e.text for e in extra]
+        n_extra = len(extra)
+        log.info("slot-value substitution: soft targets for %d extra utterances (rate %g, seed %d)",
+                 n_extra, a.augment_slots, a.seed)
+    intents, slots = ensemble_distributions(loaded, enc)
     meta = {"model": "ensemble", "size": f"{len(loaded)} members",
             "parameters": int(sum(m.meta.get("parameters") or 0 for m in loaded)),
             "dataset": a.dataset, "languages": a.languages,
@@ -235,8 +250,9 @@ def run_ensemble_teacher(a, members: list) -> dict:
                          "size": m.meta["size"], "parameters": m.meta.get("parameters"),
                          "crf": m.crf, "metrics": {"test": mm["test"]}}
                         for m, mm in zip(loaded, member_metrics)],
+            "augment_slots": a.augment_slots, "augmented_examples": n_extra,
             "metrics": metrics, "seconds": {"total": round(time.time() - t0, 1)}}
-    meta = write_teacher(a.out, meta, [e.text for e in data.train_ex],
+    meta = write_teacher(a.out, meta, texts,
                          np.log(np.maximum(intents, FLOOR)),
                          [np.log(np.maximum(s, FLOOR)) for s in slots])
     avg = metrics["test"]["average"]

@@ -293,10 +293,7 @@ def build(a: BuildArgs) -> dict:
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
              len(train_ex), ", ".join(f"{k}={len(v)}" for k, v in splits["train"].items()),
              len(labels.intents), len(labels.tags), S, proj.feature_size, size.window)
-    if a.augment_slots:
-        if a.teacher:
-            raise ValueError("--augment-slots cannot be combined with --teacher: the teacher's soft "
-                             "targets cover the original training utterances only")
+    if a.augment_slots:  # with --teacher, the teacher needs targets for the copies too
         from .augment import substitute_slot_values
         extra = substitute_slot_values(train_ex, a.augment_slots, a.seed)
         enc_train = T.concat_encoded(enc_train, T.encode(extra, labels, S))

@@ -63,7 +63,8 @@ def test_rate_and_overlapping_slots():
 
 def test_build_with_augment_slots(tmp_path, capsys):
     """`build --augment-slots 1` trains on the training set plus one substituted copy of each
-    utterance with slots; with --teacher it is a clear error."""
+    utterance with slots; with --teacher, the teacher must have targets for the copies: an
+    ensemble teacher made with the same --augment-slots has them, one made without does not."""
     import json
     import random
 
@@ -71,9 +72,22 @@ def test_build_with_augment_slots(tmp_path, capsys):
 
     from ondevice_nlp import cli
 
+    from test_pipeline import CITIES, TIMES, _line
+
+    from ondevice_nlp.augment import substitute_slot_values
+    from ondevice_nlp.data import load_dataset
+
     rng = random.Random(0)
-    counts = (("train", 60), ("eval", 10), ("test", 10))
-    root = write_mtop(tmp_path / "mtop", {s: _make_examples(rng, n) for s, n in counts})
+    counts = (("train", 52), ("eval", 10), ("test", 10))
+    splits = {s: _make_examples(rng, n) for s, n in counts}
+    # two slots each: their substituted copies are utterances the training set lacks
+    splits["train"] += [_line(f"weather in {c} for {t}", "GET_WEATHER",
+                              [("LOCATION", c), ("DATE_TIME", f"for {t}")])
+                        for c, t in zip(CITIES, TIMES[::-1] * 2)]
+    root = write_mtop(tmp_path / "mtop", splits)
+    train = load_dataset("mtop", str(root), ["en"], "train")["en"]
+    assert len(train) == 60
+    assert {e.text for e in substitute_slot_values(train, 1.0)} - {e.text for e in train}
     out = tmp_path / "out"
     args = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
             "--size", "tiny", "--epochs", "1", "--qat-epochs", "1", "--batch-size", "16",
@@ -82,6 +96,19 @@ def test_build_with_augment_slots(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["augment_slots"] == 1.0 and m["augmented_examples"] == 60 == m["train_examples"]
     assert "slot-value substitution: 60 extra training utterances" in (out / "build.log").read_text()
-    rc = cli.main([*args, "--out", str(tmp_path / "kd"), "--teacher", str(tmp_path / "nope")])
+    teacher = ["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+               "--teacher-model", "ensemble", "--members", str(out)]
+    assert cli.main([*teacher, "--out", str(tmp_path / "t0")]) == 0
+    rc = cli.main([*args, "--out", str(tmp_path / "kd"), "--teacher", str(tmp_path / "t0")])
     assert rc == 2
-    assert "--augment-slots cannot be combined with --teacher" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "soft_targets.npz, field 'text_hash'" in err and "--augment-slots" in err
+    assert cli.main([*teacher, "--augment-slots", "1", "--out", str(tmp_path / "t1")]) == 0
+    t = json.loads((tmp_path / "t1" / "teacher.json").read_text())
+    assert t["augmented_examples"] == 60 and t["num_examples"] == 120
+    assert cli.main([*args, "--out", str(tmp_path / "kd"), "--teacher", str(tmp_path / "t1")]) == 0
+    m = json.loads((tmp_path / "kd" / "metrics.json").read_text())
+    assert m["augmented_examples"] == 60 and m["distillation"]["teacher_model"] == "ensemble"
+    rc = cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--augment-slots", "1",
+                   "--out", str(tmp_path / "t2")])
+    assert rc != 0 and "--teacher-model ensemble only" in capsys.readouterr().err
