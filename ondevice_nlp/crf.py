@@ -26,8 +26,9 @@ targets are matched by the CRF's own per-token marginals p(y_t = k | x)
 (forward-backward, ``crf_log_marginals``), not by a softmax of the emissions,
 which are not the distribution the CRF predicts; the slot loss is
 ``(1 - w) NLL + w T^2 KL(softmax(t / T) || marginals at E / T, A / T)`` per real
-token, the teacher's softmax taken over the tags the CRF can give that token ("posterior distillation", Wang et al. 2020, "Structure-level knowledge
-distillation for multilingual sequence labeling", ACL, Sec. 3.3).
+token, the teacher's softmax taken over the tags the CRF can give that token
+("posterior distillation", as in Wang et al. 2020, "Structure-level knowledge
+distillation for multilingual sequence labeling", ACL).
 
 Why: on MTOP English most exact-match errors are slot boundaries (adjacent
 spans of one type split or merged, a preposition split off); per-token

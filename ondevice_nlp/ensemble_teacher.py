@@ -151,23 +151,18 @@ def decode_metrics(examples, enc, labels, intent_probs: np.ndarray, slot_probs: 
     return evaluate(list(examples), pi, ps)
 
 
-def ensemble_distributions(members: list, enc) -> tuple[np.ndarray, list]:
-    """The mean of ``member_distributions`` over members (same shapes), summed one
-    member at a time so memory holds two members' outputs, not all of them."""
-    intents, slots = member_distributions(members[0], enc)
-    for m in members[1:]:
-        i2, s2 = member_distributions(m, enc)
-        intents += i2
-        for a, b in zip(slots, s2):
-            a += b
-    n = float(len(members))
+def mean_distributions(parts) -> tuple[np.ndarray, list]:
+    """The mean of (intent probabilities [N, I], N tag-probability arrays [n_i, K]) pairs
+    (``member_distributions`` outputs), summed one pair at a time: given a generator,
+    memory holds two members' outputs, not all of them."""
+    it = iter(parts)
+    intents, slots = next(it)
+    n = 1
+    for i2, s2 in it:
+        intents = intents + i2
+        slots = [a + b for a, b in zip(slots, s2)]
+        n += 1
     return intents / n, [s / n for s in slots]
-
-
-def _mean(parts: list) -> tuple[np.ndarray, list]:
-    intents = np.mean([p[0] for p in parts], axis=0)
-    slots = [np.mean([p[1][i] for p in parts], axis=0) for i in range(len(intents))]
-    return intents, slots
 
 
 def run_ensemble_teacher(a, members: list) -> dict:
@@ -226,7 +221,7 @@ def run_ensemble_teacher(a, members: list) -> dict:
             parts = [member_distributions(m, enc) for m in loaded]
             for mm, p in zip(member_metrics, parts):
                 mm[name][lang] = decode_metrics(ex, enc, labels, *p)
-            metrics[name][lang] = decode_metrics(ex, enc, labels, *_mean(parts))
+            metrics[name][lang] = decode_metrics(ex, enc, labels, *mean_distributions(parts))
         metrics[name]["average"] = _average(metrics[name])
         for mm in member_metrics:
             mm[name]["average"] = _average(mm[name])
@@ -241,14 +236,14 @@ def run_ensemble_teacher(a, members: list) -> dict:
         n_extra = len(extra)
         log.info("slot-value substitution: soft targets for %d extra utterances (rate %g, seed %d)",
                  n_extra, a.augment_slots, a.seed)
-    intents, slots = ensemble_distributions(loaded, enc)
+    intents, slots = mean_distributions(member_distributions(m, enc) for m in loaded)
     meta = {"model": "ensemble", "size": f"{len(loaded)} members",
             "parameters": int(sum(m.meta.get("parameters") or 0 for m in loaded)),
             "dataset": a.dataset, "languages": a.languages,
             "labels": {"intents": labels.intents, "tags": labels.tags}, "max_tokens": S,
             "members": [{"run": os.path.abspath(m.run), "model": m.meta["model"],
                          "size": m.meta["size"], "parameters": m.meta.get("parameters"),
-                         "crf": m.crf, "metrics": {"test": mm["test"]}}
+                         "crf": m.crf, "metrics": mm}
                         for m, mm in zip(loaded, member_metrics)],
             "augment_slots": a.augment_slots, "augmented_examples": n_extra,
             "metrics": metrics, "seconds": {"total": round(time.time() - t0, 1)}}
