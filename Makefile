@@ -35,10 +35,10 @@ MTOP_ALL = --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS)
 MULTI = --dropout 0.1 --weight-decay 0.01
 
 mtop-en:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf)
 
 mtop-all:
-	$(call run,build $(MTOP_ALL) --model pnlp_mixer --epochs 25 --qat-epochs 2 $(MULTI))
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --no-crf --epochs 25 --qat-epochs 2 $(MULTI))
 
 # linear-chain CRF over the slot tags (README "Slot CRF"): same network and file, CRF loss and decoding
 mtop-en-crf:
@@ -61,23 +61,23 @@ pqrnn-en-crf:
 	$(call run,build $(MTOP_EN) --model pqrnn --crf)
 
 pqrnn-en:
-	$(call run,build $(MTOP_EN) --model pqrnn)
+	$(call run,build $(MTOP_EN) --model pqrnn --no-crf)
 
 pqrnn-2mb-en:
-	$(call run,build $(MTOP_EN) --model pqrnn --size 2mb)
+	$(call run,build $(MTOP_EN) --model pqrnn --no-crf --size 2mb)
 
 pqrnn-all:
-	$(call run,build $(MTOP_ALL) --model pqrnn --epochs 25 --qat-epochs 2 $(MULTI))
+	$(call run,build $(MTOP_ALL) --model pqrnn --no-crf --epochs 25 --qat-epochs 2 $(MULTI))
 
 massive-en:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer)
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer --no-crf)
 
 massive-en-crf:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer --crf)
 
 massive-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --epochs 20 --qat-epochs 1 $(MULTI))
+	    --model pnlp_mixer --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 massive-all-crf:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
@@ -85,37 +85,37 @@ massive-all-crf:
 
 massive-pqrnn-all:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pqrnn --epochs 20 --qat-epochs 1 $(MULTI))
+	    --model pqrnn --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 # the other models on the six MASSIVE locales, with the massive-all settings
 MASSIVE_ALL = --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
     --epochs 20 --qat-epochs 1 $(MULTI)
 
 massive-pqrnn-2mb-all:
-	$(call run,build $(MASSIVE_ALL) --model pqrnn --size 2mb)
+	$(call run,build $(MASSIVE_ALL) --model pqrnn --no-crf --size 2mb)
 
 massive-bilstm-all:
-	$(call run,build $(MASSIVE_ALL) --model bilstm)
+	$(call run,build $(MASSIVE_ALL) --model bilstm --no-crf)
 
 massive-transformer-all:
-	$(call run,build $(MASSIVE_ALL) --model transformer)
+	$(call run,build $(MASSIVE_ALL) --model transformer --no-crf)
 
 # Baselines (issue 3): same data, metrics and export path as the pNLP-Mixer.
 bilstm-en:
-	$(call run,build $(MTOP_EN) --model bilstm)
+	$(call run,build $(MTOP_EN) --model bilstm --no-crf)
 
 transformer-en:
-	$(call run,build $(MTOP_EN) --model transformer)
+	$(call run,build $(MTOP_EN) --model transformer --no-crf)
 
 # the six MTOP languages, with the mtop-all / pqrnn-all settings
 bilstm-all:
-	$(call run,build $(MTOP_ALL) --model bilstm --epochs 25 --qat-epochs 2 $(MULTI))
+	$(call run,build $(MTOP_ALL) --model bilstm --no-crf --epochs 25 --qat-epochs 2 $(MULTI))
 
 transformer-all:
-	$(call run,build $(MTOP_ALL) --model transformer --epochs 25 --qat-epochs 2 $(MULTI))
+	$(call run,build $(MTOP_ALL) --model transformer --no-crf --epochs 25 --qat-epochs 2 $(MULTI))
 
 pqrnn-2mb-all:
-	$(call run,build $(MTOP_ALL) --model pqrnn --size 2mb --epochs 25 --qat-epochs 2 $(MULTI))
+	$(call run,build $(MTOP_ALL) --model pqrnn --no-crf --size 2mb --epochs 25 --qat-epochs 2 $(MULTI))
 
 # Distillation (README "Teacher and distillation"): a ~10 M-parameter pNLP-Mixer teacher on
 # MTOP en writes its soft targets, then the base student trains on them.
@@ -123,11 +123,11 @@ teacher-en:
 	$(call run,teacher $(MTOP_EN) --teacher-model pnlp_mixer)
 
 mtop-en-kd:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --teacher runs/teacher-en \
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en \
 	    --distill-temperature 2.0 --distill-weight 0.5)
 
 mtop-en-aug:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --augment-slots 1.0)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --augment-slots 1.0)
 
 # the ensemble teacher averages five English runs that must exist first (make mtop-en
 # mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en); it trains nothing
@@ -149,7 +149,7 @@ mtop-en-crf-kd-aug:
 	    --teacher runs/teacher-en-ens-aug --distill-temperature 2.0 --distill-weight 0.5)
 
 mtop-en-kd-ens:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --teacher runs/teacher-en-ens \
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
 
 pqrnn-en-crf-kd:

@@ -64,9 +64,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
                    help="give this share (0-1) of the training utterances a copy whose slot values "
                         "are other training values of the same type (slot-value substitution)")
-    b.add_argument("--crf", action="store_true",
+    b.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                    help="train the slot tags with a linear-chain CRF loss and decode with its "
-                        "learned transitions (in the .tflite metadata); the network is unchanged")
+                        "learned transitions (in the .tflite metadata); the network is unchanged. "
+                        "On by default; --no-crf trains per-token softmax tags and decodes them "
+                        "with the fixed BIO constraints only")
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "

@@ -61,7 +61,7 @@ class BuildArgs:
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
     augment_slots: float = 0.0  # share of training utterances given a slot-substituted copy
-    crf: bool = False  # linear-chain CRF loss and decoding over the slot tags (crf.py)
+    crf: bool = True  # linear-chain CRF loss and decoding over the slot tags (crf.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,21 +240,28 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _reuse_phase(model, ckpt_path: str, done_path: str, cb, model_name: str) -> float:
+def _reuse_phase(model, ckpt_path: str, done_path: str, cb, model_name: str,
+                 crf: bool) -> float:
     """Load a completed training phase (``--resume``): its best weights into ``model``, its
     eval history into the callback ``cb``; returns the phase's training seconds.
 
     Raises:
-      ValueError: the checkpoint does not fit ``model`` (names the file).
+      ValueError: the checkpoint does not fit ``model``, or the phase was trained with the
+        other ``--crf`` setting (names the file).
     """
+    with open(done_path, encoding="utf-8") as f:
+        done = json.load(f)
+    # done files written before the CRF became the default lack the key and are not checked
+    if done.get("crf", crf) != crf:
+        was, flag = ("with", "--crf") if done["crf"] else ("without", "--no-crf")
+        raise ValueError(f"{done_path}: this phase was trained {was} the slot CRF; resume it "
+                         f"with {flag} or run again without --resume")
     try:
         model.load_weights(ckpt_path)
     except ValueError as e:  # e.g. written before QuantLayerNorm replaced LayerNormalization
         raise ValueError(f"{ckpt_path}: cannot resume from this checkpoint, it does not fit "
                          f"this version's {model_name} model ({' '.join(str(e).split())[:300]}); "
                          "run again without --resume") from None
-    with open(done_path, encoding="utf-8") as f:
-        done = json.load(f)
     cb.history = done["history"]
     log.info("resumed: %s phase already complete (%d epochs), loaded %s",
              "QAT" if cb.tag == "qat" else cb.tag, len(cb.history), ckpt_path)
@@ -349,11 +356,12 @@ def build(a: BuildArgs) -> dict:
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
     float_resumed = a.resume and os.path.exists(float_done) and os.path.exists(float_ckpt)
     if float_resumed:
-        float_s = _reuse_phase(model, float_ckpt, float_done, cb, a.model)
+        float_s = _reuse_phase(model, float_ckpt, float_done, cb, a.model, a.crf)
     else:
         float_s = T.fit(model, train_ds, a.epochs, cb, verbose,
                         backup_dir=os.path.join(ckpt, "float_backup"))
-        T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s})
+        T.write_json_atomic(float_done, {"history": cb.history, "seconds": float_s,
+                                         "crf": a.crf})
     keras_test = {lang: T.evaluate_keras(model, ex, enc, labels, proj)
                   for lang, (ex, enc) in tests.items()}
     spec.copy_weights(unwrap(model), static)
@@ -373,11 +381,12 @@ def build(a: BuildArgs) -> dict:
     qcb = T.EvalExactMatch(evals, labels, proj, a.patience, qat_ckpt, "qat", resume=a.resume)
     # a completed QAT phase is reused only on top of the float weights it started from
     if float_resumed and os.path.exists(qat_done) and os.path.exists(qat_ckpt):
-        qat_s = _reuse_phase(qat, qat_ckpt, qat_done, qcb, a.model)
+        qat_s = _reuse_phase(qat, qat_ckpt, qat_done, qcb, a.model, a.crf)
     else:
         qat_s = T.fit(qat, qat_train_ds, a.qat_epochs, qcb, verbose,
                       backup_dir=os.path.join(ckpt, "qat_backup"))
-        T.write_json_atomic(qat_done, {"history": qcb.history, "seconds": qat_s})
+        T.write_json_atomic(qat_done, {"history": qcb.history, "seconds": qat_s,
+                                       "crf": a.crf})
     qat_test = {lang: T.evaluate_keras(qat, ex, enc, labels, proj)
                 for lang, (ex, enc) in tests.items()}
 

@@ -235,14 +235,15 @@ def crf_build(tmp_path_factory):
     root = write_mtop(tmp_path_factory.mktemp("mtop_crf"), {s: _examples(rng, n) for s, n in counts})
     out = tmp_path_factory.mktemp("out_crf")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
-                   "--size", "tiny", "--crf", "--out", str(out), "--epochs", "6",
+                   "--size", "tiny", "--out", str(out), "--epochs", "6",  # CRF: the default
                    "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
     assert rc == 0
     return root, out
 
 
 def test_build_crf_learns_transitions_and_the_file_decodes_like_keras(crf_build):
-    """`build --crf`: the .tflite carries the learned transitions and decodes like its QAT model."""
+    """`build` (the CRF is its default): the .tflite carries the learned transitions and
+    decodes like its QAT model."""
     import tensorflow as tf  # noqa: F401  (loads the TF op library)
     import tf_keras as keras
 
@@ -324,7 +325,7 @@ def plain_build(crf_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("out_plain")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--out", str(out), "--epochs", "3", "--qat-epochs", "1",
-                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--no-crf"])
     assert rc == 0
     return out
 

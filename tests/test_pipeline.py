@@ -58,7 +58,7 @@ def tiny_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--out", str(out), "--epochs", "6", "--qat-epochs", "1",
-                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--no-crf"])
     assert rc == 0
     return root, out
 
@@ -296,7 +296,8 @@ def test_resume_skips_completed_float_and_qat_phases(tiny_build, tmp_path):
     before = json.loads((again / "metrics.json").read_text())
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "tiny", "--out", str(again), "--epochs", "6", "--qat-epochs", "1",
-                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume"])
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume",
+                   "--no-crf"])
     assert rc == 0
     log = (again / "build.log").read_text()
     assert "resumed: float phase already complete" in log
@@ -310,7 +311,8 @@ def test_resume_skips_completed_float_and_qat_phases(tiny_build, tmp_path):
     (again / "checkpoints" / "qat.done.json").unlink()
     assert cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                      "--size", "tiny", "--out", str(again), "--epochs", "6", "--qat-epochs", "1",
-                     "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume"]) == 0
+                     "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--resume",
+                     "--no-crf"]) == 0
     log = (again / "build.log").read_text()
     assert log.count("resumed: QAT phase already complete") == 1 and "[qat] epoch 1" in log
     assert (again / "checkpoints" / "qat.done.json").exists()
@@ -326,10 +328,28 @@ def test_resume_from_a_checkpoint_of_another_model_is_a_clear_error(tiny_build, 
     shutil.copytree(out, again)
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "xsmall", "--out", str(again), "--epochs", "1", "--qat-epochs", "1",
-                   "--resume"])
+                   "--resume", "--no-crf"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "float.weights.h5" in err and "without --resume" in err
+
+
+def test_resume_with_the_other_crf_setting_is_a_clear_error(tiny_build, tmp_path, capsys):
+    """tiny_build ran with --no-crf; resuming it with the default (the slot CRF) stops with a
+    message naming the phase's done file and the flag it was trained with."""
+    import shutil
+
+    root, out = tiny_build
+    again = tmp_path / "other"
+    shutil.copytree(out, again)
+    done = json.loads((again / "checkpoints" / "float.done.json").read_text())
+    assert done["crf"] is False
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--out", str(again), "--epochs", "1", "--qat-epochs", "1",
+                   "--resume"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "float.done.json" in err and "without the slot CRF" in err and "--no-crf" in err
 
 
 def test_qat_range_calibration_tracks_float_model():
