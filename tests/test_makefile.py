@@ -1,0 +1,68 @@
+"""The Makefile's run targets: the commands README quotes, and the distillation chains."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MAKEFILE = REPO / "Makefile"
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+
+
+def _make(cwd, *args):
+    # BIN points nowhere: a step that is not skipped fails at once instead of training
+    return subprocess.run(["make", "-f", str(MAKEFILE), *args, "BIN=/nonexistent-bin"],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def _dry(target):
+    p = subprocess.run(["make", "-n", "-f", str(MAKEFILE), target], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_chain_skips_finished_steps_and_stops_at_the_first_failure(tmp_path):
+    """mtop-en-best: finished members (metrics.json) and teachers (teacher.json) are skipped;
+    the first missing step runs, and its failure stops the chain with a non-zero status."""
+    for name, done in (("mtop-en", "metrics.json"), ("mtop-en-aug", "metrics.json"),
+                       ("teacher-en-ens-aug", "teacher.json")):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / done).write_text("{}")
+    p = _make(tmp_path, "mtop-en-best")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert "== mtop-en: done, skipped" in out and "== mtop-en-aug: done, skipped" in out
+    assert "--out runs/mtop-en-crf" in out  # the first missing step was started
+    assert "runs/pqrnn-en-crf" not in out  # and nothing after it
+
+
+def test_chain_with_every_step_done_runs_nothing(tmp_path):
+    steps = ["massive-all", "massive-pqrnn-all", "massive-bilstm-all", "massive-transformer-all",
+             "massive-teacher-all-ens", "massive-all-crf-kd"]
+    for name in steps:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text("{}")
+    p = _make(tmp_path, "massive-all-best")
+    assert p.returncode == 0, p.stderr
+    assert [ln for ln in p.stdout.splitlines() if ln.startswith("==")] == \
+        [f"== {s}: done, skipped" for s in steps]
+
+
+def test_run_targets_state_the_crf_setting():
+    """The CRF is build's default: a target named ...-crf... passes --crf, every other build
+    target --no-crf, so each README row's command keeps giving the model it describes."""
+    targets = re.findall(r"^([a-z0-9-]+):\n\t\$\(call run,build", MAKEFILE.read_text(), re.M)
+    assert len(targets) >= 25
+    for t in targets:
+        cmd = _dry(t)
+        assert " build " in cmd, (t, cmd)
+        if "crf" in t:
+            assert "--crf" in cmd and "--no-crf" not in cmd, (t, cmd)
+        else:
+            assert "--no-crf" in cmd, (t, cmd)
