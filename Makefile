@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
-.PHONY: teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
+.PHONY: mtop-en-crf-ema teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -56,6 +56,10 @@ $(EACH_LANG_CRF):
 
 .PHONY: mtop-each-crf $(EACH_LANG_CRF)
 mtop-each-crf: mtop-en-crf $(EACH_LANG_CRF)
+
+# the same with a moving average of the weights in the float phase (README "Slot CRF")
+mtop-en-crf-ema:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --ema 0.998)
 
 pqrnn-en-crf:
 	$(call run,build $(MTOP_EN) --model pqrnn --crf)

@@ -69,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
                         "learned transitions (in the .tflite metadata); the network is unchanged. "
                         "On by default; --no-crf trains per-token softmax tags and decodes them "
                         "with the fixed BIO constraints only")
+    b.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="float phase: keep an exponential moving average of the weights "
+                        "(e.g. 0.998 per step) and score, keep and export it instead of the raw "
+                        "weights; 0 (default) turns it off")
     b.add_argument("--resume", action="store_true",
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "
@@ -215,7 +219,7 @@ def _build(args) -> int:
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
             resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
             distill_weight=args.distill_weight,
-            augment_slots=args.augment_slots, crf=args.crf))
+            augment_slots=args.augment_slots, crf=args.crf, ema=args.ema))
     return 0
 
 

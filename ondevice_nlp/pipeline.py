@@ -62,6 +62,7 @@ class BuildArgs:
     distill_weight: float = 0.5
     augment_slots: float = 0.0  # share of training utterances given a slot-substituted copy
     crf: bool = True  # linear-chain CRF loss and decoding over the slot tags (crf.py)
+    ema: float = 0.0  # float phase: keep and score a moving average of the weights (0: off)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,8 +274,10 @@ def build(a: BuildArgs) -> dict:
 
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
-      ValueError: unknown model or size, no training examples.
+      ValueError: unknown model or size, no training examples, ``ema`` outside [0, 1).
     """
+    if not 0.0 <= a.ema < 1.0:  # before any data is read
+        raise ValueError(f"--ema must be in [0, 1) (0: off), got {a.ema}")
     import tensorflow as tf
     import tf_keras as keras
 
@@ -350,7 +353,7 @@ def build(a: BuildArgs) -> dict:
 
     # 1. float training, early stopping on eval exact match; resumable per epoch
     T.compile_model(model, a.lr, steps * a.epochs, warmup_steps=min(steps, 200),
-                    weight_decay=a.weight_decay, losses=losses)
+                    weight_decay=a.weight_decay, losses=losses, ema=a.ema)
     float_ckpt = os.path.join(ckpt, "float.weights.h5")
     float_done = os.path.join(ckpt, "float.done.json")
     cb = T.EvalExactMatch(evals, labels, proj, a.patience, float_ckpt, "float", resume=a.resume)
@@ -411,6 +414,7 @@ def build(a: BuildArgs) -> dict:
         "model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
         "train_examples": len(train_ex), "augment_slots": a.augment_slots, "crf": a.crf,
+        "ema": a.ema,
         "augmented_examples": len(enc_train.texts) - len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
         "eval_history": {"float": cb.history, "qat": qcb.history},

@@ -322,6 +322,10 @@ class EvalExactMatch(keras.callbacks.Callback):
     restores the best weights at the end. With ``resume``, the state saved by an
     interrupted run is read back at the start of training (the weights and
     optimizer come back through ``keras.callbacks.BackupAndRestore``).
+
+    With an optimizer that keeps a moving average of the weights (``compile_model(ema=)``),
+    each epoch scores the averaged weights (swapped in, then the raw ones back for training),
+    and those are what is saved and restored.
     """
 
     def __init__(self, evals: dict, labels: Labels, proj: ProjectionConfig, patience: int,
@@ -339,6 +343,19 @@ class EvalExactMatch(keras.callbacks.Callback):
                      len(self.history), self.best)
 
     def on_epoch_end(self, epoch, logs=None):
+        opt = getattr(self.model, "optimizer", None)
+        raw = None
+        if getattr(opt, "use_ema", False):  # score (and keep) the moving average
+            raw = [v.numpy() for v in self.model.trainable_variables]
+            opt.finalize_variable_values(self.model.trainable_variables)
+        try:
+            self._score_epoch(epoch, logs)
+        finally:
+            if raw is not None:
+                for v, w in zip(self.model.trainable_variables, raw):
+                    v.assign(w)
+
+    def _score_epoch(self, epoch, logs):
         per = {lang: evaluate_keras(self.model, ex, enc, self.labels, self.proj)
                for lang, (ex, enc) in self.evals.items()}
         em = float(np.mean([m["exact_match"] for m in per.values()]))
@@ -389,18 +406,27 @@ class KillAfterEpoch(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, lr: float, total_steps: int, warmup_steps: int,
-                  weight_decay: float = 0.01, losses: list | None = None):
+                  weight_decay: float = 0.01, losses: list | None = None, ema: float = 0.0):
     """AdamW (decoupled weight decay) with linear warm-up then cosine decay.
 
     Losses: ``losses`` (intent, slots), e.g. ``distill.distill_losses``, or
-    sparse cross-entropy on both heads.
+    sparse cross-entropy on both heads. ``ema`` in (0, 1): the optimizer also keeps an
+    exponential moving average of the trainable weights, ``avg = ema * avg + (1 - ema) * w``
+    after every step (Polyak and Juditsky 1992; tf_keras ``use_ema``), which
+    ``EvalExactMatch`` scores and keeps instead of the raw weights.
+
+    Raises:
+      ValueError: ``ema`` outside [0, 1).
     """
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1) (0: off), got {ema}")
     sched = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr / 10 if warmup_steps else lr,
         decay_steps=max(1, total_steps - warmup_steps), alpha=0.02,
         warmup_target=lr if warmup_steps else None, warmup_steps=warmup_steps)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    opt = keras.optimizers.AdamW(sched, weight_decay=weight_decay)
+    opt = keras.optimizers.AdamW(sched, weight_decay=weight_decay, use_ema=ema > 0,
+                                 ema_momentum=ema if ema > 0 else 0.99)
     model.compile(optimizer=opt, loss=losses or [ce, ce])
 
 

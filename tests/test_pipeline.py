@@ -421,10 +421,11 @@ def test_build_pqrnn_end_to_end(tiny_build, tmp_path):
     out = tmp_path / "pqrnn"
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--model", "pqrnn", "--size", "tiny", "--out", str(out), "--epochs", "6",
-                   "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3"])
+                   "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3",
+                   "--ema", "0.9"])  # and the weight average (test_ema_* below)
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["model"] == "pqrnn" and m["size"] == "tiny"
+    assert m["model"] == "pqrnn" and m["size"] == "tiny" and m["ema"] == 0.9
     assert m["keras"]["en"]["intent_accuracy"] >= 0.9
     assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
     tfl = TFLiteModel(str(out / "model.tflite"))
@@ -458,3 +459,72 @@ def test_log_file_gets_only_its_own_build(tmp_path):
     b = (tmp_path / "b" / "build.log").read_text()
     assert "inside a" in a and "inside b" not in a and "after both" not in a
     assert "inside b" in b and "after both" not in b
+
+
+def test_ema_epochs_score_the_moving_average_and_train_on(tmp_path):
+    """compile_model(ema=m): each epoch's score sees the optimizer's moving average of the
+    weights (checked against one kept by hand after every step), then training goes on from
+    the raw weights, and the weights kept as best are the averaged ones."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from ondevice_nlp import train as T
+
+    class Probe(T.EvalExactMatch):  # no eval data: the score is the epoch's number
+        def __init__(self):
+            super().__init__({}, None, None, patience=9, ckpt_path=None, tag="float")
+            self.seen = []
+
+        def _score_epoch(self, epoch, logs):
+            self.seen.append([v.numpy().copy() for v in self.model.trainable_variables])
+            self.best, self.best_weights = epoch, self.model.get_weights()
+
+    m = 0.8
+    avg, raw_end, raw_begin = [], [], []
+
+    class ByHand(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            avg[:] = [v.numpy().astype(np.float64) for v in self.model.trainable_variables]
+
+        def on_train_batch_end(self, batch, logs=None):
+            for i, v in enumerate(self.model.trainable_variables):
+                avg[i] = m * avg[i] + (1 - m) * v.numpy()
+
+        def on_epoch_end(self, epoch, logs=None):  # runs after Probe's swap and restore
+            raw_end.append([v.numpy().copy() for v in self.model.trainable_variables])
+            probe_avgs.append([a.copy() for a in avg])
+
+        def on_epoch_begin(self, epoch, logs=None):
+            raw_begin.append([v.numpy().copy() for v in self.model.trainable_variables])
+
+    probe_avgs = []
+    tf.random.set_seed(0)
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    model = keras.Model(inp, [keras.layers.Dense(3)(h), keras.layers.Dense(2)(h)])
+    T.compile_model(model, 1e-2, 30, warmup_steps=0, ema=m)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype("float32")
+    y1, y2 = rng.integers(0, 3, 60), rng.integers(0, 2, 60)
+    probe = Probe()
+    model.fit(x, [y1, y2], batch_size=20, epochs=3, callbacks=[probe, ByHand()], verbose=0)
+    assert len(probe.seen) == 3
+    for seen, by_hand, raw in zip(probe.seen, probe_avgs, raw_end):
+        for s_, a, r in zip(seen, by_hand, raw):
+            np.testing.assert_allclose(s_, a, rtol=1e-4, atol=1e-5)  # the average was scored
+        assert max(np.abs(s_ - r).max() for s_, r in zip(seen, raw)) > 1e-4  # not the raw ones
+    for end, begin in zip(raw_end[:-1], raw_begin[1:]):  # training went on from the raw weights
+        for e, b in zip(end, begin):
+            np.testing.assert_array_equal(e, b)
+    kept = probe.best_weights  # the last epoch's average, restored at the end of training
+    for w, s_ in zip(model.get_weights(), kept):
+        np.testing.assert_allclose(w, s_)
+    for w, s_ in zip(model.trainable_variables, probe.seen[-1]):
+        np.testing.assert_allclose(w.numpy(), s_)
+
+
+def test_ema_out_of_range_is_a_clear_error(tmp_path, capsys):
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(tmp_path), "--languages", "en",
+                   "--size", "tiny", "--out", str(tmp_path / "o"), "--ema", "1.0"])
+    assert rc == 2
+    assert "--ema must be in [0, 1)" in capsys.readouterr().err
