@@ -480,7 +480,7 @@ def test_ema_epochs_score_the_moving_average_and_train_on(tmp_path):
             self.best, self.best_weights = epoch, self.model.get_weights()
 
     m = 0.8
-    avg, raw_end, raw_begin = [], [], []
+    avg, probe_avgs, raw_end, raw_begin = [], [], [], []
 
     class ByHand(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -497,7 +497,6 @@ def test_ema_epochs_score_the_moving_average_and_train_on(tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             raw_begin.append([v.numpy().copy() for v in self.model.trainable_variables])
 
-    probe_avgs = []
     tf.random.set_seed(0)
     inp = keras.Input((4,))
     h = keras.layers.Dense(8, activation="relu")(inp)
