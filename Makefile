@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
-.PHONY: mtop-en-crf-ema teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd
+.PHONY: mtop-en-crf-ema teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd mtop-en-crf-seed1 teacher-en-crfens-aug mtop-en-crf-kd-crfens-aug teacher-en-mix-aug mtop-en-crf-kd-mix-aug teacher-en-ens3
 
 ALL_LANGS = en,es,fr,de,hi,th
 TIME = /usr/bin/time -v
@@ -218,17 +218,12 @@ chain = @for t in $(1); do \
 	  else $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) $$t || exit 1; fi; done
 
 # the best English model of README "Results" (79.3 EM): about 3 h on 2 cores
-.PHONY: mtop-en-best mtop-en-crfens-best mtop-all-best massive-all-best mtop-en-crf-seed1 teacher-en-crfens-aug mtop-en-crf-kd-crfens-aug teacher-en-mix-aug mtop-en-crf-kd-mix-aug teacher-en-ens3
+.PHONY: mtop-en-best mtop-all-best massive-all-best
 mtop-en-best:
 	$(call chain,mtop-en mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en teacher-en-ens-aug mtop-en-crf-kd-aug)
 
 # the six-language distilled students (not run yet; about 8 h for MTOP and 4 h for MASSIVE
 # on 2 cores, from the wall times in README)
-# the same recipe with the all-CRF ensemble above: about 2 h 20 min from nothing on 2 cores; its
-# teacher measured 79.2 EM, below the five-member teacher (80.3), so mtop-en-best stays the recipe
-mtop-en-crfens-best:
-	$(call chain,mtop-en-crf mtop-en-crf-ema mtop-en-crf-seed1 pqrnn-en-crf teacher-en-crfens-aug mtop-en-crf-kd-crfens-aug)
-
 mtop-all-best:
 	$(call chain,mtop-all mtop-all-crf pqrnn-all bilstm-all transformer-all teacher-all-ens mtop-all-crf-kd)
 
