@@ -400,6 +400,34 @@ def test_ensemble_teacher_bad_members_are_clear_errors(crf_build, plain_build, t
     assert rc != 0 and "--members goes with --teacher-model ensemble" in capsys.readouterr().err
 
 
+def test_ensemble_subsets_tool_scores_subsets_like_the_teacher(crf_build, plain_build, tmp_path,
+                                                             capsys):
+    """tools/ensemble_subsets.py: every subset decoded as `teacher --teacher-model ensemble`
+    decodes it, so its figures for a subset equal that teacher's own eval and test EM."""
+    from tools import ensemble_subsets
+
+    root, crf_out = crf_build
+    assert _ensemble(root, [plain_build, crf_out], tmp_path / "t") == 0
+    want = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    rc = ensemble_subsets.main(["--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                                "--members", f"{plain_build},{crf_out}", "--min-size", "1"])
+    assert rc == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| top")]
+    assert len(lines) == 3  # two members alone, the pair
+    rows = {ln.split(":", 1)[1].split("|")[0].strip(): ln.split("|")[3:5] for ln in lines}
+    pair = rows[f"{plain_build.name}, {crf_out.name}"]
+    for got, split in zip(pair, ("eval", "test")):
+        assert float(got) == pytest.approx(100 * want["metrics"][split]["en"]["exact_match"],
+                                           abs=0.006)
+    alone = rows[plain_build.name]
+    assert float(alone[1]) == pytest.approx(100 * want["members"][0]["metrics"]["test"]["en"]
+                                            ["exact_match"], abs=0.006)
+    with pytest.raises(SystemExit) as e:  # checked before any member is loaded
+        ensemble_subsets.main(["--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                               "--members", str(plain_build), "--min-size", "2"])
+    assert e.value.code == 2 and "--min-size 2" in capsys.readouterr().err
+
+
 def test_build_crf_distils_from_an_ensemble_teacher(crf_build, plain_build, tmp_path):
     """`build --crf --teacher T`: trains (CRF marginals against the soft targets), exports,
     and reports the student against the teacher."""
