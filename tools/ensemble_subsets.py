@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         return float(np.mean(ems))
 
     ranked = rank_subsets(names, lambda c: em("eval", c), args.min_size)
-    print(f"| members | n | eval EM | test EM |\n|---|---|---|---|")
+    print("| members | n | eval EM | test EM |\n|---|---|---|---|")
     rows = [((n,), "alone") for n in names] if args.min_size > 1 else []
     rows += [(c, f"top {i + 1}") for i, (_, c) in enumerate(ranked[:args.top])]
     if tuple(names) not in [c for c, _ in rows]:
