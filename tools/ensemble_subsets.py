@@ -22,6 +22,7 @@ Usage: python tools/ensemble_subsets.py --dataset mtop --data-dir ../shared/data
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import sys
@@ -110,6 +111,7 @@ def main(argv=None) -> int:
              for split, attr in (("eval", "evals"), ("test", "tests"))}
     del loaded
 
+    @functools.lru_cache(maxsize=None)  # a row printed below reuses its ranking's eval figure
     def em(split, combo) -> float:
         split_data = data.evals if split == "eval" else data.tests
         ems = [et.decode_metrics(ex, enc, data.labels, *subset_mean(dists[split][lang], combo))
