@@ -165,6 +165,46 @@ def mean_distributions(parts) -> tuple[np.ndarray, list]:
     return intents / n, [s / n for s in slots]
 
 
+def load_members_and_data(a, members: list) -> tuple[list, object]:
+    """Load ensemble members and the data they are scored on, checking they agree.
+
+    Args:
+      a: ``distill.TeacherArgs`` (dataset, data_dir, languages, the example caps).
+      members: build output folders (at least one).
+    Returns ([Member], ``pipeline.prepare_data(a, max_tokens)``'s data), the data
+    encoded with the members' common ``max_tokens``.
+
+    Raises:
+      FileNotFoundError / tflite_model.ModelFileError: a member folder is
+        incomplete or its ``.tflite`` corrupt (see ``load_member``).
+      ValueError: no members; members whose max_tokens differ from each other,
+        or whose labels (metadata field ``labels.intents`` / ``labels.tags``)
+        differ from those of ``a``'s training data; the data's own errors.
+    """
+    from .pipeline import prepare_data
+
+    if not members:
+        raise ValueError("--teacher-model ensemble needs --members RUN[,RUN...]")
+    loaded = [load_member(r) for r in members]
+    S = loaded[0].proj.max_tokens
+    for m in loaded[1:]:
+        if m.proj.max_tokens != S:
+            raise ValueError(f"{m.run}/model.tflite: max_tokens {m.proj.max_tokens}, but "
+                             f"{loaded[0].run} has {S}; ensemble members must cut utterances "
+                             "alike")
+    data = prepare_data(a, S)
+    for m in loaded:
+        for field, got, want in (("intents", m.intents, data.labels.intents),
+                                 ("tags", m.tags, data.labels.tags)):
+            if got != want:
+                raise ValueError(
+                    f"{m.run}/model.tflite: metadata field 'labels.{field}' ({len(got)}) differs "
+                    f"from the {len(want)} {field} of the {a.dataset} "
+                    f"{','.join(a.languages)} training data; ensemble members must be trained on "
+                    "the teacher's --dataset and --languages")
+    return loaded, data
+
+
 def run_ensemble_teacher(a, members: list) -> dict:
     """Average finished build runs into a teacher folder ``a.out``.
 
@@ -187,29 +227,11 @@ def run_ensemble_teacher(a, members: list) -> dict:
         each other or from the labels of ``a``'s training data.
     """
     from .distill import TARGETS_FILE, write_teacher
-    from .pipeline import _average, prepare_data
+    from .pipeline import _average
 
-    if not members:
-        raise ValueError("--teacher-model ensemble needs --members RUN[,RUN...]")
     t0 = time.time()
-    loaded = [load_member(r) for r in members]
-    S = loaded[0].proj.max_tokens
-    for m in loaded[1:]:
-        if m.proj.max_tokens != S:
-            raise ValueError(f"{m.run}/model.tflite: max_tokens {m.proj.max_tokens}, but "
-                             f"{loaded[0].run} has {S}; ensemble members must cut utterances "
-                             "alike")
-    data = prepare_data(a, S)
-    labels = data.labels
-    for m in loaded:
-        for field, got, want in (("intents", m.intents, labels.intents),
-                                 ("tags", m.tags, labels.tags)):
-            if got != want:
-                raise ValueError(
-                    f"{m.run}/model.tflite: metadata field 'labels.{field}' ({len(got)}) differs "
-                    f"from the {len(want)} {field} of the {a.dataset} "
-                    f"{','.join(a.languages)} training data; ensemble members must be trained on "
-                    "the teacher's --dataset and --languages")
+    loaded, data = load_members_and_data(a, members)
+    labels, S = data.labels, loaded[0].proj.max_tokens
     log.info("ensemble teacher: %d members (%s), %d training examples", len(loaded),
              ", ".join(f"{m.run}: {m.meta['model']} {m.meta['size']}{' crf' if m.crf else ''}"
                        for m in loaded), len(data.train_ex))

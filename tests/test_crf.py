@@ -378,20 +378,25 @@ def test_ensemble_teacher_averages_its_members(crf_build, plain_build, tmp_path)
     assert both["members"][0]["metrics"]["test"]["en"] == meta["metrics"]["test"]["en"]
 
 
-def test_ensemble_teacher_bad_members_are_clear_errors(crf_build, plain_build, tmp_path, capsys):
+def _relabelled_copy(run, dst, field):
+    """A copy of build folder ``run`` whose .tflite metadata lists labels.<field> reversed."""
     import shutil
 
     from ondevice_nlp.tflite_model import add_metadata, read_metadata
 
+    shutil.copytree(run, dst)
+    buf = (dst / "model.tflite").read_bytes()
+    meta = read_metadata(buf)
+    meta["labels"][field] = meta["labels"][field][::-1]
+    (dst / "model.tflite").write_bytes(add_metadata(buf, meta))
+    return dst
+
+
+def test_ensemble_teacher_bad_members_are_clear_errors(crf_build, plain_build, tmp_path, capsys):
     root, _ = crf_build
     assert _ensemble(root, [tmp_path], tmp_path / "t") != 0
     assert f"{tmp_path / 'model.tflite'}: missing" in capsys.readouterr().err
-    other = tmp_path / "other"
-    shutil.copytree(plain_build, other)
-    buf = (other / "model.tflite").read_bytes()
-    meta = read_metadata(buf)
-    meta["labels"]["intents"] = meta["labels"]["intents"][::-1]
-    (other / "model.tflite").write_bytes(add_metadata(buf, meta))
+    other = _relabelled_copy(plain_build, tmp_path / "other", "intents")
     assert _ensemble(root, [plain_build, other], tmp_path / "t") != 0
     err = capsys.readouterr().err
     assert "model.tflite: metadata field 'labels.intents'" in err and "--languages" in err
@@ -426,6 +431,24 @@ def test_ensemble_subsets_tool_scores_subsets_like_the_teacher(crf_build, plain_
         ensemble_subsets.main(["--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                                "--members", str(plain_build), "--min-size", "2"])
     assert e.value.code == 2 and "--min-size 2" in capsys.readouterr().err
+
+
+def test_ensemble_subsets_tool_bad_members_are_one_line_errors(crf_build, plain_build, tmp_path,
+                                                              capsys):
+    """tools/ensemble_subsets.py checks members as the ensemble teacher does and reports its
+    errors as usage errors (exit 2, one line naming the file and field)."""
+    from tools import ensemble_subsets
+
+    root, _ = crf_build
+    base = ["--dataset", "mtop", "--data-dir", str(root), "--languages", "en", "--min-size", "1"]
+    with pytest.raises(SystemExit) as e:  # a folder without model.tflite
+        ensemble_subsets.main(base + ["--members", f"{plain_build},{tmp_path}"])
+    assert e.value.code == 2 and f"{tmp_path / 'model.tflite'}: missing" in capsys.readouterr().err
+    other = _relabelled_copy(plain_build, tmp_path / "other", "tags")
+    with pytest.raises(SystemExit) as e:
+        ensemble_subsets.main(base + ["--members", f"{plain_build},{other}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "model.tflite: metadata field 'labels.tags'" in err
 
 
 def test_build_crf_distils_from_an_ensemble_teacher(crf_build, plain_build, tmp_path):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Which finished build runs make the best ensemble teacher?
 
-Loads each run as an ensemble member (``ensemble_teacher.load_member``: its
-float model), computes its intent and per-token tag distributions on the eval
+Loads each run as an ensemble member (``ensemble_teacher.load_members_and_data``:
+its float model, checked as the teacher checks it), computes its intent and per-token tag distributions on the eval
 and test splits once, then scores the mean distributions of every subset of at
 least ``--min-size`` members (decoded as ``teacher --teacher-model ensemble``
 decodes them, ``ensemble_teacher.decode_metrics``). Subsets are ranked by
@@ -84,24 +84,17 @@ def main(argv=None) -> int:
 
     from ondevice_nlp import distill
     from ondevice_nlp import ensemble_teacher as et
-    from ondevice_nlp.pipeline import prepare_data
 
     if len(args.members) > MAX_MEMBERS:
         p.error(f"{len(args.members)} members: at most {MAX_MEMBERS}")
     if not 1 <= args.min_size <= len(args.members):
         p.error(f"--min-size {args.min_size}: must be between 1 and the {len(args.members)} members")
-    loaded = [et.load_member(r) for r in args.members]
-    S = loaded[0].proj.max_tokens
-    for m in loaded[1:]:
-        if m.proj.max_tokens != S:
-            p.error(f"{m.run}: max_tokens {m.proj.max_tokens}, but {loaded[0].run} has {S}")
     a = distill.TeacherArgs(dataset=args.dataset, data_dir=args.data_dir,
                             languages=args.languages, out="")
-    data = prepare_data(a, S)
-    for m in loaded:
-        if m.intents != data.labels.intents or m.tags != data.labels.tags:
-            p.error(f"{m.run}: labels differ from the {args.dataset} "
-                    f"{','.join(args.languages)} training data")
+    try:  # the teacher's own checks: same max_tokens, labels equal to the training data's
+        loaded, data = et.load_members_and_data(a, args.members)
+    except (FileNotFoundError, ValueError) as e:  # DataError, ModelFileError are ValueErrors
+        p.error(str(e))
     names = [os.path.basename(os.path.normpath(m.run)) for m in loaded]
     if len(set(names)) != len(names):
         names = [m.run for m in loaded]
