@@ -221,10 +221,9 @@ def run_ensemble_teacher(a, members: list) -> dict:
     is ``"ensemble"``, ``members`` lists each run with its own figures).
 
     Raises:
-      FileNotFoundError / tflite_model.ModelFileError: a member folder is
-        incomplete or its ``.tflite`` corrupt (see ``load_member``).
-      ValueError: no members; members whose labels or max_tokens differ from
-        each other or from the labels of ``a``'s training data.
+      FileNotFoundError / tflite_model.ModelFileError / ValueError: as
+        ``load_members_and_data`` (missing or corrupt members, members whose
+        labels or max_tokens disagree, no members, bad data).
     """
     from .distill import TARGETS_FILE, write_teacher
     from .pipeline import _average

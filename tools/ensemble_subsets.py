@@ -2,10 +2,11 @@
 """Which finished build runs make the best ensemble teacher?
 
 Loads each run as an ensemble member (``ensemble_teacher.load_members_and_data``:
-its float model, checked as the teacher checks it), computes its intent and per-token tag distributions on the eval
-and test splits once, then scores the mean distributions of every subset of at
-least ``--min-size`` members (decoded as ``teacher --teacher-model ensemble``
-decodes them, ``ensemble_teacher.decode_metrics``). Subsets are ranked by
+its float model, checked as the teacher checks it), computes its intent and
+per-token tag distributions on the eval and test splits once, then scores the
+mean distributions of every subset of at least ``--min-size`` members (decoded
+as ``teacher --teacher-model ensemble`` decodes them,
+``ensemble_teacher.decode_metrics``). Subsets are ranked by
 **eval** exact match (the split a user may choose on); the test exact match is
 printed beside it, for information only. The ranking answers two questions
 before an hour-long student run: does another member still lift the teacher,
