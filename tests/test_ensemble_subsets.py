@@ -59,3 +59,13 @@ def test_bad_arguments_are_named():
         es.rank_subsets(["a", "b", "c"], lambda c: 0.0, min_size=4)
     with pytest.raises(ValueError, match="--min-size 0"):
         es.rank_subsets(["a", "b", "c"], lambda c: 0.0, min_size=0)
+
+
+def test_command_line_checks_the_bounds_before_loading(tmp_path, capsys):
+    """Too many members is a usage error before any member is read (none of these exist)."""
+    members = ",".join(str(tmp_path / f"run{i}") for i in range(13))
+    with pytest.raises(SystemExit) as e:
+        es.main(["--dataset", "mtop", "--data-dir", str(tmp_path), "--languages", "en",
+                 "--members", members])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "13 members: at most 12" in err and "run0" not in err

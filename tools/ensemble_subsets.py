@@ -50,6 +50,21 @@ def subset_mean(dists: dict, combo) -> tuple[np.ndarray, list]:
     return mean_distributions(dists[name] for name in combo)
 
 
+def check_bounds(n_members: int, min_size: int) -> None:
+    """The limits on one ranking, checked once for ``rank_subsets`` and the command line.
+
+    Args:
+      n_members: how many members are ranked.
+      min_size: smallest subset scored.
+    Raises:
+      ValueError: more than ``MAX_MEMBERS`` members, or min_size outside [1, n_members].
+    """
+    if n_members > MAX_MEMBERS:
+        raise ValueError(f"{n_members} members: at most {MAX_MEMBERS} (2**n subsets are scored)")
+    if not 1 <= min_size <= n_members:
+        raise ValueError(f"--min-size {min_size}: must be between 1 and the {n_members} members")
+
+
 def rank_subsets(names: list, score, min_size: int = 2) -> list:
     """Score every subset of ``names`` with at least ``min_size`` members.
 
@@ -59,12 +74,9 @@ def rank_subsets(names: list, score, min_size: int = 2) -> list:
       min_size: smallest subset scored (1 scores the members alone too).
     Returns [(score, combo)] sorted best first; ties keep the smaller subset first.
     Raises:
-      ValueError: more than ``MAX_MEMBERS`` names, or min_size outside [1, len(names)].
+      ValueError: from ``check_bounds``.
     """
-    if len(names) > MAX_MEMBERS:
-        raise ValueError(f"{len(names)} members: at most {MAX_MEMBERS} (2**n subsets are scored)")
-    if not 1 <= min_size <= len(names):
-        raise ValueError(f"--min-size {min_size}: must be between 1 and the {len(names)} members")
+    check_bounds(len(names), min_size)
     out = []
     for k in range(min_size, len(names) + 1):
         for combo in itertools.combinations(names, k):
@@ -86,10 +98,10 @@ def main(argv=None) -> int:
     from ondevice_nlp import distill
     from ondevice_nlp import ensemble_teacher as et
 
-    if len(args.members) > MAX_MEMBERS:
-        p.error(f"{len(args.members)} members: at most {MAX_MEMBERS}")
-    if not 1 <= args.min_size <= len(args.members):
-        p.error(f"--min-size {args.min_size}: must be between 1 and the {len(args.members)} members")
+    try:  # before minutes of loading
+        check_bounds(len(args.members), args.min_size)
+    except ValueError as e:
+        p.error(str(e))
     a = distill.TeacherArgs(dataset=args.dataset, data_dir=args.data_dir,
                             languages=args.languages, out="")
     try:  # the teacher's own checks: same max_tokens, labels equal to the training data's
