@@ -62,8 +62,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-bad-lines", action="store_true",
                    help="skip and count malformed dataset lines instead of failing")
     b.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
-                   help="give this share (0-1) of the training utterances a copy whose slot values "
-                        "are other training values of the same type (slot-value substitution)")
+                   help="slot-value substitution: copies of the training utterances with slots in "
+                        "which each slot value is another training value of the same type; RATE "
+                        "copies per utterance, 0-8 (up to 1, the share of utterances that get "
+                        "one; 2, two each)")
     b.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                    help="train the slot tags with a linear-chain CRF loss and decode with its "
                         "learned transitions (in the .tflite metadata); the network is unchanged. "

@@ -60,7 +60,7 @@ class BuildArgs:
     teacher: str | None = None  # teacher folder (``ondevice-nlp teacher``): distil from it
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
-    augment_slots: float = 0.0  # share of training utterances given a slot-substituted copy
+    augment_slots: float = 0.0  # slot-substituted copies per training utterance (augment.py)
     crf: bool = True  # linear-chain CRF loss and decoding over the slot tags (crf.py)
     ema: float = 0.0  # float phase: keep and score a moving average of the weights (0: off)
 

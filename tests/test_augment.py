@@ -2,7 +2,7 @@
 
 import pytest
 
-from ondevice_nlp.augment import substitute_slot_values
+from ondevice_nlp.augment import MAX_RATE, substitute_slot_values
 from ondevice_nlp.data import Example, Slot
 
 
@@ -57,8 +57,35 @@ def test_rate_and_overlapping_slots():
     overlapping = Example("call Bob now", "en", "CREATE_CALL",
                           (Slot("CONTACT", 5, 8), Slot("X", 6, 12)))
     assert substitute_slot_values([overlapping], 1.0) == []
-    with pytest.raises(ValueError, match="rate"):
-        substitute_slot_values(EXAMPLES, 1.5)
+    for bad in (-0.1, MAX_RATE + 0.5):
+        with pytest.raises(ValueError, match="rate"):
+            substitute_slot_values(EXAMPLES, bad)
+
+
+def test_first_round_is_pinned():
+    """Rate 1 (and the first round of any higher rate) draws exactly as before rates above 1
+    existed (texts from the code of commit f1e4912), so runs made then are rebuilt the same."""
+    first = ['wake me up for noon', 'set an alarm for noon', 'call Angelika Smith for noon',
+             'call Bob', 'llama a Ana', 'wake me up now', 'set an alarm for noon',
+             'call Bob for noon', 'call Bob', 'llama a Ana']
+    assert [e.text for e in substitute_slot_values(EXAMPLES * 2, 1.0, seed=3)] == first
+    assert [e.text for e in substitute_slot_values(EXAMPLES * 2, 2.5, seed=3)][:10] == first
+
+
+def test_rates_above_one_give_more_rounds():
+    with_slots = [e for e in EXAMPLES if e.slots] * 40  # 200 examples with slots
+    two = substitute_slot_values(with_slots, 2.0, seed=1)
+    assert len(two) == 400
+    one = substitute_slot_values(with_slots, 1.0, seed=1)
+    assert two[:200] == one
+    # the second round draws other values: its copies are not the first round's again
+    assert two[200:] != one
+    assert [(e.intent, [s.type for s in e.slots]) for e in two[200:]] == \
+        [(e.intent, [s.type for s in e.slots]) for e in with_slots]
+    # a fractional last round copies about that share once more
+    n = len(substitute_slot_values(with_slots, 1.5, seed=1))
+    assert 260 <= n <= 340
+    assert substitute_slot_values(with_slots, 2.0, seed=1) == two
 
 
 def test_build_with_augment_slots(tmp_path, capsys):
@@ -109,6 +136,16 @@ def test_build_with_augment_slots(tmp_path, capsys):
     assert cli.main([*args, "--out", str(tmp_path / "kd"), "--teacher", str(tmp_path / "t1")]) == 0
     m = json.loads((tmp_path / "kd" / "metrics.json").read_text())
     assert m["augmented_examples"] == 60 and m["distillation"]["teacher_model"] == "ensemble"
+    # two copies each: the teacher labels 120 copies, and a student asking for two copies
+    # cannot use the one-copy teacher (a clear error before training)
+    assert cli.main([*teacher, "--augment-slots", "2", "--out", str(tmp_path / "t3")]) == 0
+    t = json.loads((tmp_path / "t3" / "teacher.json").read_text())
+    assert t["augmented_examples"] == 120 and t["num_examples"] == 180
+    two = [*args[:-1], "2"]
+    rc = cli.main([*two, "--out", str(tmp_path / "kd2"), "--teacher", str(tmp_path / "t1")])
+    assert rc == 2 and "soft_targets.npz, field 'text_hash'" in capsys.readouterr().err
+    rc = cli.main([*args[:-1], "9", "--out", str(tmp_path / "kd9")])
+    assert rc == 2 and "rate must be in [0, 8]" in capsys.readouterr().err
     rc = cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--augment-slots", "1",
                    "--out", str(tmp_path / "t2")])
     assert rc != 0 and "--teacher-model ensemble only" in capsys.readouterr().err
