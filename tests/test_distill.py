@@ -333,3 +333,30 @@ def test_hub_teacher_with_tiny_random_backbone(data_root, tmp_path):
     st = distill.align_targets(t, enc.texts, enc.mask.sum(1), labels.intents, labels.tags, 16)
     assert st.intent_logits.shape == (200, 3) and st.slot_logits.shape[0] == enc.mask.sum()
     assert 0.0 <= t.meta["metrics"]["test"]["average"]["exact_match"] <= 1.0
+
+
+def test_report_rounds_the_percent_of_teacher_once():
+    """A student at 0.79571 EM of a teacher's 0.80255 is 99.148% of it: report.md says 99.1%,
+    not the 99.2% that rounding metrics.json's 99.15 again would give (a real MTOP en run)."""
+    from ondevice_nlp.distill import percent_of_teacher
+    from ondevice_nlp.pipeline import format_report
+
+    student = {"intent_accuracy": 0.9523, "slot_f1": 0.8924, "exact_match": 0.7957136342909257,
+               "n": 4386}
+    teacher = {"intent_accuracy": 0.9533, "slot_f1": 0.8973, "exact_match": 0.8025535795713634,
+               "n": 4386}
+    stored = percent_of_teacher({"average": student}, {"average": teacher})
+    assert stored["average"]["exact_match"] == 99.15
+    exact = percent_of_teacher({"average": student}, {"average": teacher}, ndigits=None)
+    assert exact["average"]["exact_match"] == pytest.approx(99.1477, abs=1e-4)
+    per_lang = {"en": student, "average": student}
+    m = {"model": "pnlp_mixer", "size": "base", "dataset": "mtop", "parameters": 1,
+         "model_size_bytes": 1, "languages": ["en"], "keras": per_lang, "keras_qat": per_lang,
+         "tflite": per_lang, "peak_rss_bytes": 2**20, "epochs_run": {"float": 1, "qat": 1},
+         "seconds": {"total": 1, "float_training": 1, "qat": 0, "export": 0},
+         "distillation": {"teacher": "T", "teacher_model": "ensemble", "teacher_size": "9 members",
+                          "teacher_parameters": 1, "temperature": 2.0, "weight": 0.5,
+                          "teacher_test": {"en": teacher, "average": teacher},
+                          "percent_of_teacher": {"tflite": stored, "keras": stored}}}
+    report = format_report(m)
+    assert "99.1% of the teacher's EM" in report and "99.9% of its intent accuracy" in report
