@@ -367,13 +367,13 @@ def distill_losses(temperature: float, weight: float) -> list:
     return [DistillLoss(name="intent_distill"), DistillLoss(name="slot_distill")]
 
 
-def percent_of_teacher(student: dict, teacher: dict, ndigits: int | None = 2) -> dict:
+def percent_of_teacher(student: dict, teacher: dict) -> dict:
     """The student's test metrics as a percentage of the teacher's, per language and average.
 
     student, teacher: {LANG: {"intent_accuracy", "slot_f1", "exact_match", ...}}
     (fractions). Returns {LANG: {metric: 100 * student / teacher}} for the
-    languages both have (None where the teacher scored 0), rounded to
-    ``ndigits`` decimals (``None``: not rounded, for text that rounds again).
+    languages both have (None where the teacher scored 0), not rounded, as the
+    other figures of metrics.json, so text made from them rounds once.
     """
     out = {}
     for lang, s in student.items():
@@ -382,8 +382,6 @@ def percent_of_teacher(student: dict, teacher: dict, ndigits: int | None = 2) ->
             continue
         out[lang] = {k: (100.0 * s[k] / t[k] if t.get(k) else None)
                      for k in ("intent_accuracy", "slot_f1", "exact_match")}
-        if ndigits is not None:
-            out[lang] = {k: v if v is None else round(v, ndigits) for k, v in out[lang].items()}
     return out
 
 

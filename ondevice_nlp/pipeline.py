@@ -476,11 +476,7 @@ def format_report(m: dict) -> str:
     d = m.get("distillation")
     if d:
         t = d["teacher_test"].get("average", {})
-        # from the unrounded ratio: metrics.json's two-decimal figure would round twice
-        # (99.148 -> 99.15 -> "99.2")
-        from .distill import percent_of_teacher
-        p = percent_of_teacher({"average": m["tflite"]["average"]}, {"average": t},
-                               ndigits=None).get("average", {})
+        p = d["percent_of_teacher"]["tflite"].get("average", {})
 
         def pct(k):
             return "n/a" if p.get(k) is None else f"{p[k]:.1f}%"
