@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from .augment import MAX_RATE
+
 DEFAULT_DATA_DIR = os.environ.get("ONDEVICE_NLP_DATA", "../shared/data")
 
 
@@ -64,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
                    help="slot-value substitution: copies of the training utterances with slots in "
                         "which each slot value is another training value of the same type; RATE "
-                        "copies per utterance, 0-8 (up to 1, the share of utterances that get "
+                        f"copies per utterance, 0-{MAX_RATE:g} (up to 1, the share of utterances that get "
                         "one; 2, two each)")
     b.add_argument("--crf", action=argparse.BooleanOptionalAction, default=True,
                    help="train the slot tags with a linear-chain CRF loss and decode with its "
