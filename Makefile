@@ -8,7 +8,7 @@ DATA ?= ../shared/data
 
 .PHONY: install ops test mtop-en mtop-all pqrnn-en teacher-en mtop-en-kd clean bilstm-en transformer-en pqrnn-2mb-en massive-en massive-all pqrnn-all bilstm-all transformer-all pqrnn-2mb-all massive-pqrnn-all \
 	massive-bilstm-all massive-transformer-all massive-pqrnn-2mb-all mtop-en-crf mtop-all-crf pqrnn-en-crf massive-en-crf massive-all-crf
-.PHONY: teacher-en-ens9-aug mtop-en-crf-kd9-aug-40 teacher-en-ens9-aug2 mtop-en-crf-kd9-aug2-24 mtop-en-crf-kd9-aug2-24-w8 teacher-en-ens9-aug3
+.PHONY: teacher-en-ens9-aug mtop-en-crf-kd9-aug-40 teacher-en-ens9-aug2 mtop-en-crf-kd9-aug2-24 mtop-en-crf-kd9-aug2-24-w8 teacher-en-ens9-aug3 mtop-en-crf-kd9-aug3-24
 .PHONY: mtop-en-crf-ema teacher-en-ens-aug mtop-en-crf-kd-aug teacher-en-ens mtop-en-crf-kd mtop-en-kd-ens pqrnn-en-crf-kd mtop-en-aug teacher-all-ens mtop-all-crf-kd massive-teacher-all-ens massive-all-crf-kd mtop-en-crf-seed1 teacher-en-crfens-aug mtop-en-crf-kd-crfens-aug teacher-en-mix-aug mtop-en-crf-kd-mix-aug teacher-en-ens3
 
 ALL_LANGS = en,es,fr,de,hi,th
@@ -180,6 +180,11 @@ teacher-en-ens9-aug2:
 # three copies per utterance (for a three-copy student; about 40 min on 2 cores)
 teacher-en-ens9-aug3:
 	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN9_MEMBERS) --augment-slots 3.0)
+
+# its student: the two-copy student's settings on three copies (1.3 times the steps per epoch)
+mtop-en-crf-kd9-aug3-24:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens9-aug3 --distill-temperature 2.0 --distill-weight 0.5)
 
 mtop-en-crf-kd9-aug2-24:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 \
