@@ -254,6 +254,20 @@ massive-all-crf-kd:
 	    --model pnlp_mixer --crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
 	    --teacher runs/massive-teacher-all-ens --distill-temperature 2.0 --distill-weight 0.5)
 
+# a two-member MASSIVE teacher, the two projection runs (make massive-all massive-pqrnn-all, which
+# can run side by side, TF_NUM_INTRAOP_THREADS=1 each), and its softmax student with the
+# massive-all settings: a "base distilled" chain that fits one session (massive-all-best's
+# four members and CRF student do not)
+MASSIVE_MEMBERS2 = runs/massive-all,runs/massive-pqrnn-all
+massive-teacher-all-ens2:
+	$(call run,teacher --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --teacher-model ensemble --members $(MASSIVE_MEMBERS2))
+
+massive-all-kd2:
+	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
+	    --model pnlp_mixer --no-crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
+	    --teacher runs/massive-teacher-all-ens2 --distill-temperature 2.0 --distill-weight 0.5)
+
 # Whole distillation chains from nothing, one step after the other: the ensemble's member runs,
 # the teacher, the student. A step whose run folder is complete (metrics.json, or teacher.json
 # for a teacher) is skipped, so an interrupted chain picks up at the first missing step.
@@ -264,7 +278,7 @@ chain = @for t in $(1); do \
 
 # the distilled English chain of README "Results" (79.3 EM): 3 to 5 h on 2 cores (its two runs);
 # the best one (79.6, mtop-en-crf-kd9-aug2-24) also needs the nine-member teacher's extra members
-.PHONY: mtop-en-best mtop-all-best massive-all-best
+.PHONY: mtop-en-best mtop-all-best massive-all-best massive-all-kd2-best massive-teacher-all-ens2 massive-all-kd2
 mtop-en-best:
 	$(call chain,mtop-en mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en teacher-en-ens-aug mtop-en-crf-kd-aug)
 
@@ -275,6 +289,10 @@ mtop-all-best:
 
 massive-all-best:
 	$(call chain,massive-all massive-pqrnn-all massive-bilstm-all massive-transformer-all massive-teacher-all-ens massive-all-crf-kd)
+
+# the two-member chain above, the members one after the other
+massive-all-kd2-best:
+	$(call chain,massive-all massive-pqrnn-all massive-teacher-all-ens2 massive-all-kd2)
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info

@@ -42,13 +42,17 @@ def test_chain_skips_finished_steps_and_stops_at_the_first_failure(tmp_path):
     assert "runs/pqrnn-en-crf" not in out  # and nothing after it
 
 
-def test_chain_with_every_step_done_runs_nothing(tmp_path):
-    steps = ["massive-all", "massive-pqrnn-all", "massive-bilstm-all", "massive-transformer-all",
-             "massive-teacher-all-ens", "massive-all-crf-kd"]
+@pytest.mark.parametrize("chain,steps", [
+    ("massive-all-best", ["massive-all", "massive-pqrnn-all", "massive-bilstm-all",
+                          "massive-transformer-all", "massive-teacher-all-ens", "massive-all-crf-kd"]),
+    ("massive-all-kd2-best", ["massive-all", "massive-pqrnn-all", "massive-teacher-all-ens2",
+                              "massive-all-kd2"]),
+])
+def test_chain_with_every_step_done_runs_nothing(tmp_path, chain, steps):
     for name in steps:
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "metrics.json").write_text("{}")
-    p = _make(tmp_path, "massive-all-best")
+    p = _make(tmp_path, chain)
     assert p.returncode == 0, p.stderr
     assert [ln for ln in p.stdout.splitlines() if ln.startswith("==")] == \
         [f"== {s}: done, skipped" for s in steps]
