@@ -32,6 +32,7 @@ test:
 run = mkdir -p runs && $(TIME) $(BIN)/ondevice-nlp $(1) --out runs/$@ 2>&1 | tee runs/$@.log
 MTOP_EN = --dataset mtop --data-dir $(DATA)/mtop --languages en
 MTOP_ALL = --dataset mtop --data-dir $(DATA)/mtop --languages $(ALL_LANGS)
+MASSIVE_DATA = --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS)
 # the multilingual runs: longer and less regularised than the English-only defaults (README)
 MULTI = --dropout 0.1 --weight-decay 0.01
 
@@ -81,20 +82,16 @@ massive-en-crf:
 	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages en --model pnlp_mixer --crf)
 
 massive-all:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
+	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 massive-all-crf:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --crf --epochs 20 --qat-epochs 1 $(MULTI))
+	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 massive-pqrnn-all:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pqrnn --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
+	$(call run,build $(MASSIVE_DATA) --model pqrnn --no-crf --epochs 20 --qat-epochs 1 $(MULTI))
 
 # the other models on the six MASSIVE locales, with the massive-all settings
-MASSIVE_ALL = --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-    --epochs 20 --qat-epochs 1 $(MULTI)
+MASSIVE_ALL = $(MASSIVE_DATA) --epochs 20 --qat-epochs 1 $(MULTI)
 
 massive-pqrnn-2mb-all:
 	$(call run,build $(MASSIVE_ALL) --model pqrnn --no-crf --size 2mb)
@@ -246,12 +243,10 @@ mtop-all-crf-kd:
 
 MASSIVE_MEMBERS = runs/massive-all,runs/massive-pqrnn-all,runs/massive-bilstm-all,runs/massive-transformer-all
 massive-teacher-all-ens:
-	$(call run,teacher --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --teacher-model ensemble --members $(MASSIVE_MEMBERS))
+	$(call run,teacher $(MASSIVE_DATA) --teacher-model ensemble --members $(MASSIVE_MEMBERS))
 
 massive-all-crf-kd:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
+	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
 	    --teacher runs/massive-teacher-all-ens --distill-temperature 2.0 --distill-weight 0.5)
 
 # a two-member MASSIVE teacher, the two projection runs (make massive-all massive-pqrnn-all, which
@@ -260,23 +255,19 @@ massive-all-crf-kd:
 # four members and CRF student do not)
 MASSIVE_MEMBERS2 = runs/massive-all,runs/massive-pqrnn-all
 massive-teacher-all-ens2:
-	$(call run,teacher --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --teacher-model ensemble --members $(MASSIVE_MEMBERS2))
+	$(call run,teacher $(MASSIVE_DATA) --teacher-model ensemble --members $(MASSIVE_MEMBERS2))
 
 massive-all-kd2:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --no-crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
+	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --no-crf --epochs 20 --patience 20 --qat-epochs 1 $(MULTI) \
 	    --teacher runs/massive-teacher-all-ens2 --distill-temperature 2.0 --distill-weight 0.5)
 
 # the same teacher labelling one slot-substituted copy of each utterance, and its student on both
 # (twice the steps per epoch, so 15 epochs: 1.5 times the steps of massive-all-kd2)
 massive-teacher-all-ens2-aug:
-	$(call run,teacher --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --teacher-model ensemble --members $(MASSIVE_MEMBERS2) --augment-slots 1.0)
+	$(call run,teacher $(MASSIVE_DATA) --teacher-model ensemble --members $(MASSIVE_MEMBERS2) --augment-slots 1.0)
 
 massive-all-kd2-aug:
-	$(call run,build --dataset massive --data-dir $(DATA)/massive --languages $(ALL_LANGS) \
-	    --model pnlp_mixer --no-crf --augment-slots 1.0 --epochs 15 --patience 15 --qat-epochs 1 $(MULTI) \
+	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --no-crf --augment-slots 1.0 --epochs 15 --patience 15 --qat-epochs 1 $(MULTI) \
 	    --teacher runs/massive-teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5)
 
 # Whole distillation chains from nothing, one step after the other: the ensemble's member runs,
