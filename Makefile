@@ -271,6 +271,18 @@ massive-all-kd2-aug:
 	$(call run,build $(MASSIVE_DATA) --model pnlp_mixer --no-crf --augment-slots 1.0 --epochs 15 --patience 15 --qat-epochs 1 $(MULTI) \
 	    --teacher runs/massive-teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5)
 
+# the MASSIVE two-member chain's recipe on the six MTOP languages: the two projection runs (make
+# mtop-all pqrnn-all, side by side with TF_NUM_INTRAOP_THREADS=1 each) label the training set and
+# one slot-substituted copy of each utterance with slots; the softmax student trains on both with
+# the mtop-all settings, 15 epochs and one QAT epoch (as massive-all-kd2-aug)
+ALL_MEMBERS2 = runs/mtop-all,runs/pqrnn-all
+teacher-all-ens2-aug:
+	$(call run,teacher $(MTOP_ALL) --teacher-model ensemble --members $(ALL_MEMBERS2) --augment-slots 1.0)
+
+mtop-all-kd2-aug:
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --no-crf --augment-slots 1.0 --epochs 15 --patience 15 --qat-epochs 1 $(MULTI) \
+	    --teacher runs/teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5)
+
 # Whole distillation chains from nothing, one step after the other: the ensemble's member runs,
 # the teacher, the student. A step whose run folder is complete (metrics.json, or teacher.json
 # for a teacher) is skipped, so an interrupted chain picks up at the first missing step.
@@ -282,6 +294,7 @@ chain = @for t in $(1); do \
 # the distilled English chain of README "Results" (79.3 EM): 3 to 5 h on 2 cores (its two runs);
 # the best one (79.6, mtop-en-crf-kd9-aug2-24) also needs the nine-member teacher's extra members
 .PHONY: mtop-en-best mtop-all-best massive-all-best massive-all-kd2-best massive-teacher-all-ens2 massive-all-kd2 massive-teacher-all-ens2-aug massive-all-kd2-aug
+.PHONY: teacher-all-ens2-aug mtop-all-kd2-aug mtop-all-kd2-best
 mtop-en-best:
 	$(call chain,mtop-en mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en teacher-en-ens-aug mtop-en-crf-kd-aug)
 
@@ -297,6 +310,10 @@ massive-all-best:
 # the members one after the other
 massive-all-kd2-best:
 	$(call chain,massive-all massive-pqrnn-all massive-teacher-all-ens2-aug massive-all-kd2-aug)
+
+# the same chain on the six MTOP languages
+mtop-all-kd2-best:
+	$(call chain,mtop-all pqrnn-all teacher-all-ens2-aug mtop-all-kd2-aug)
 
 clean:
 	rm -rf build ondevice_nlp/_lib/*.so *.egg-info
