@@ -274,8 +274,8 @@ massive-all-kd2-aug:
 # the MASSIVE two-member chain's recipe on the six MTOP languages: the two projection runs (make
 # mtop-all pqrnn-all, side by side with TF_NUM_INTRAOP_THREADS=1 each) label the training set and
 # one slot-substituted copy of each utterance with slots; the softmax student trains on both with
-# the mtop-all settings but 12 epochs and one QAT epoch (the data is about 1.9 times mtop-all's, so
-# 12 epochs are about as many steps as mtop-all's 25, and the chain fits one 3-hour session)
+# the mtop-all settings but 12 epochs and one QAT epoch (68,491 copies: 1.93 times mtop-all's data,
+# so 12 epochs are 0.92 times the steps of mtop-all's 25, and the chain fits one 3-hour session)
 ALL_MEMBERS2 = runs/mtop-all,runs/pqrnn-all
 teacher-all-ens2-aug:
 	$(call run,teacher $(MTOP_ALL) --teacher-model ensemble --members $(ALL_MEMBERS2) --augment-slots 1.0)
