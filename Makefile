@@ -280,14 +280,14 @@ ALL_MEMBERS2 = runs/mtop-all,runs/pqrnn-all
 teacher-all-ens2-aug:
 	$(call run,teacher $(MTOP_ALL) --teacher-model ensemble --members $(ALL_MEMBERS2) --augment-slots 1.0)
 
+ALL_KD2_AUG = --augment-slots 1.0 --epochs 12 --patience 12 --qat-epochs 1 $(MULTI) \
+    --teacher runs/teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5
 mtop-all-kd2-aug:
-	$(call run,build $(MTOP_ALL) --model pnlp_mixer --no-crf --augment-slots 1.0 --epochs 12 --patience 12 --qat-epochs 1 $(MULTI) \
-	    --teacher runs/teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --no-crf $(ALL_KD2_AUG))
 
 # the same student with the slot CRF (not run yet: a CRF epoch takes longer, README "Slot CRF")
 mtop-all-crf-kd2-aug:
-	$(call run,build $(MTOP_ALL) --model pnlp_mixer --crf --augment-slots 1.0 --epochs 12 --patience 12 --qat-epochs 1 $(MULTI) \
-	    --teacher runs/teacher-all-ens2-aug --distill-temperature 2.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_ALL) --model pnlp_mixer --crf $(ALL_KD2_AUG))
 
 # Whole distillation chains from nothing, one step after the other: the ensemble's member runs,
 # the teacher, the student. A step whose run folder is complete (metrics.json, or teacher.json
