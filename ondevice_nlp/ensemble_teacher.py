@@ -124,7 +124,8 @@ def member_distributions(member: Member, enc) -> tuple[np.ndarray, list]:
         else:
             n_tok = lengths[rows]
             mask = (np.arange(sl.shape[1])[None, :] < n_tok[:, None]).astype(np.float32)
-            scores = crf_log_marginals(tf.constant(sl), tf.constant(mask), trans).numpy()
+            scores = crf_log_marginals(tf.constant(sl), tf.constant(mask), trans,
+                                       member.model.allowed).numpy()
         for j, r in enumerate(rows):
             slots[r] = np.exp(scores[j, :lengths[r]].astype(np.float64))
     return intents, slots

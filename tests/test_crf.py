@@ -21,10 +21,13 @@ def _path_score(em, trans, path):
     return s
 
 
-def test_crf_nll_equals_brute_force_over_all_tag_sequences():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_crf_nll_equals_brute_force_over_all_tag_sequences(sparse):
+    """Dense sums, and sparse ones (``allowed`` given) over a pattern whose other
+    transitions score DISALLOWED, as CRFTagger's do."""
     import tensorflow as tf
 
-    from ondevice_nlp.crf import crf_nll
+    from ondevice_nlp.crf import DISALLOWED, crf_nll
 
     rng = np.random.default_rng(0)
     B, L, K = 4, 4, 3
@@ -33,7 +36,14 @@ def test_crf_nll_equals_brute_force_over_all_tag_sequences():
     lengths = [4, 2, 1, 0]
     mask = np.array([[1.0] * n + [0.0] * (L - n) for n in lengths], np.float32)
     tags = rng.integers(0, K, size=(B, L))
-    nll = crf_nll(tf.constant(em), tf.constant(tags), tf.constant(mask), tf.constant(trans)).numpy()
+    allowed = None
+    if sparse:
+        allowed = np.ones((K + 1, K), bool)
+        allowed[0, 2] = allowed[1, 1] = allowed[K, 1] = False
+        trans[~allowed] = DISALLOWED
+        tags[:, :2] = [[0, 0], [2, 1], [0, 0], [0, 0]]  # the gold paths stay allowed
+    nll = crf_nll(tf.constant(em), tf.constant(tags), tf.constant(mask), tf.constant(trans),
+                  allowed).numpy()
     for b, n in enumerate(lengths):
         if n == 0:
             assert nll[b] == 0.0
@@ -45,13 +55,69 @@ def test_crf_nll_equals_brute_force_over_all_tag_sequences():
         assert nll[b] > 0
     # one token, any batch: the L = 1 branch
     one = crf_nll(tf.constant(em[:, :1]), tf.constant(tags[:, :1]), tf.constant(mask[:, :1]),
-                  tf.constant(trans)).numpy()
+                  tf.constant(trans), allowed).numpy()
     want = [np.log(np.exp(trans[-1] + em[b, 0]).sum()) - trans[-1, tags[b, 0]] - em[b, 0, tags[b, 0]]
             for b in range(3)]
     np.testing.assert_allclose(one[:3], want, rtol=1e-5)
 
 
-def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences():
+def test_sparse_crf_sums_equal_the_dense_ones_values_and_gradients():
+    """``allowed`` given: log Z and the marginals are summed over the allowed
+    transitions only; with the others at DISALLOWED the dense sums give the same
+    values and the same gradients (a tag with no allowed predecessor, and one that
+    cannot come first, included), whatever the disallowed entries of the
+    transition tensor hold."""
+    import tensorflow as tf
+
+    from ondevice_nlp.crf import DISALLOWED, crf_log_marginals, crf_nll
+
+    rng = np.random.default_rng(5)
+    B, L, K = 6, 7, 9
+    allowed = rng.random((K + 1, K)) < 0.4
+    allowed[:, 0] = True  # O follows anything
+    allowed[:K, 5] = False  # tag 5: no allowed predecessor (first tag only)
+    allowed[K, 5] = True
+    allowed[K, 3] = False  # tag 3 cannot come first
+    em = tf.constant(rng.normal(scale=3.0, size=(B, L, K)).astype(np.float32))
+    lengths = [7, 5, 3, 2, 1, 0]
+    mask = tf.constant([[1.0] * n + [0.0] * (L - n) for n in lengths])
+    tags = tf.constant(np.zeros((B, L), np.int32))  # all O: an allowed path
+    learned = tf.Variable(rng.normal(size=(K + 1, K)).astype(np.float32))
+    penalty = np.where(allowed, 0.0, DISALLOWED).astype(np.float32)
+    junk = np.where(allowed, 0.0, rng.normal(scale=50.0, size=allowed.shape)).astype(np.float32)
+
+    def losses(sparse):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(em)
+            if sparse:  # the disallowed entries hold anything: the sparse sums ignore them
+                trans = learned * allowed + junk
+            else:
+                trans = learned * allowed + penalty
+            nll = crf_nll(em, tags, mask, trans, allowed if sparse else None)
+            marg = crf_log_marginals(em / 2.0, mask, trans / 2.0, allowed if sparse else None)
+            # a loss on the marginals of the tags a valid path can take
+            ok = tf.stop_gradient(tf.cast(marg > -1e3, tf.float32))
+            total = tf.reduce_sum(nll) + tf.reduce_sum(tf.exp(marg) * ok * em)
+        grads = tape.gradient(total, [em, learned])
+        return nll.numpy(), marg.numpy(), [g.numpy() for g in grads]
+
+    d_nll, d_marg, d_grads = losses(False)
+    s_nll, s_marg, s_grads = losses(True)
+    np.testing.assert_allclose(s_nll, d_nll, rtol=1e-5, atol=1e-4)
+    assert s_nll[-1] == 0.0 and (s_nll[:-1] > 0).all()
+    possible = d_marg > -1e3
+    assert (~possible).sum() > 0 and possible.sum() > B
+    np.testing.assert_allclose(s_marg[possible], d_marg[possible], atol=1e-4)
+    assert (s_marg[~possible & (d_marg != 0)] < -1e3).all()
+    assert (s_marg[:, 1:, 5] < -1e3)[np.asarray(mask)[:, 1:] > 0].all()  # no predecessor
+    assert (s_marg[:-1, 0, 3] < -1e3).all()  # cannot come first
+    np.testing.assert_allclose(s_grads[0], d_grads[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(s_grads[1][allowed], d_grads[1][allowed], rtol=1e-4, atol=1e-4)
+    assert np.abs(s_grads[1][allowed]).max() > 0.1
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences(sparse):
     import tensorflow as tf
 
     from ondevice_nlp.crf import DISALLOWED, crf_log_marginals
@@ -61,9 +127,11 @@ def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences():
     em = rng.normal(size=(B, L, K)).astype(np.float32)
     trans = rng.normal(size=(K + 1, K)).astype(np.float32)
     trans[0, 2] = trans[3, 1] = DISALLOWED  # as CRFTagger's penalty leaves them
+    allowed = trans > DISALLOWED if sparse else None
     lengths = [4, 3, 1, 0]
     mask = np.array([[1.0] * n + [0.0] * (L - n) for n in lengths], np.float32)
-    got = np.exp(crf_log_marginals(tf.constant(em), tf.constant(mask), tf.constant(trans)).numpy())
+    got = np.exp(crf_log_marginals(tf.constant(em), tf.constant(mask), tf.constant(trans),
+                                   allowed).numpy())
     for b, n in enumerate(lengths):
         want = np.zeros((L, K))
         for p in itertools.product(range(K), repeat=n) if n else ():
