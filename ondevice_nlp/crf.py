@@ -252,7 +252,10 @@ class CRFTagger(keras.Model):
     (intent weight, slot weight))``. Calling the wrapper calls the tagger;
     ``save_weights`` / ``load_weights`` cover both. Compile with an optimizer
     only (``loss`` is ignored). The wrapper is built when it is made (called
-    once on zeros shaped like ``tagger.input``).
+    once on zeros shaped like ``tagger.input``). The loss sums over the allowed
+    transitions only (``crf_nll``'s sparse sums); setting the attribute
+    ``allowed`` to None makes it sum densely over all K^2, the same loss
+    more slowly (``tools/crf_speed.py`` times both).
 
     Args:
         tagger: the Keras model whose slot logits are the emissions.
@@ -281,7 +284,8 @@ class CRFTagger(keras.Model):
             self.intent_distill = distill_loss_fn(*self.distill)  # validates T and w
         self.tagger = tagger
         allowed = np.asarray(allowed, dtype=bool)
-        self.allowed = allowed  # the loss sums over these transitions only (sparse)
+        # the loss sums over these transitions only (sparse); None: over all (dense)
+        self.allowed = allowed
         self.penalty = tf.constant(np.where(allowed, 0.0, DISALLOWED).astype(np.float32))
         self.crf_transitions = self.add_weight(
             name="crf_transitions", shape=allowed.shape, trainable=True,
@@ -325,9 +329,9 @@ class CRFTagger(keras.Model):
         nll = tf.reduce_sum(crf_nll(slot_logits, hard, mask, trans, self.allowed)) / n_tokens
         log_q = crf_log_marginals(slot_logits / T, mask, trans / T, self.allowed)
         # the teacher renormalised over the tags the CRF can give this token (a
-        # disallowed transition, DISALLOWED at any T in the sparse sums, makes the
-        # others' log-marginals about -1e4 or less)
-        possible = log_q > DISALLOWED / 2.0
+        # disallowed transition makes the others' log-marginals about DISALLOWED or
+        # less in the sparse sums, about DISALLOWED / T in the dense ones)
+        possible = log_q > DISALLOWED / (2.0 if self.allowed is not None else 2.0 * T)
         log_p = tf.nn.log_softmax(tf.where(possible, teacher / T, -1e9), axis=-1)
         kl = tf.reduce_sum(tf.where(possible, tf.exp(log_p) * (log_p - log_q), 0.0), axis=-1)
         kl = tf.reduce_sum(kl * mask) / n_tokens

@@ -146,6 +146,26 @@ def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences(sparse):
     assert got[0, 0, 1] < 1e-30  # the first tag 1 is disallowed (row K)
 
 
+def test_crf_speed_tool_times_both_sums_of_the_same_loss(capsys):
+    """tools/crf_speed.py: one row per training-step variant, and the sparse and
+    dense CRF give the same first-batch loss (with the distillation term)."""
+    import re
+
+    from tools import crf_speed
+
+    assert crf_speed.main(["--size", "tiny", "--steps", "1", "--length", "4", "--tags", "7",
+                           "--allowed", "12", "--intents", "3", "--batch", "4",
+                           "--distill"]) == 0
+    out = capsys.readouterr().out
+    assert "7 tags, 12 allowed transitions" in out
+    for name in ("softmax (--no-crf)", "CRF, sparse sums", "CRF, dense sums"):
+        assert re.search(re.escape(f"| {name} | ") + r"\d+ \|", out), out
+    sparse, dense = map(float, re.findall(r"sums: ([-\d.e+]+)", out))
+    assert sparse == pytest.approx(dense, rel=1e-4) and sparse > 0
+    allowed = crf_speed.random_allowed(np.random.default_rng(0), 149, 911)
+    assert allowed[:149].sum() == 911 and allowed[:, 0].all() and allowed[149].all()
+
+
 def _tiny_tagger(L, F, I, K):
     import tf_keras as keras
 
