@@ -48,6 +48,8 @@ def test_chain_skips_finished_steps_and_stops_at_the_first_failure(tmp_path):
     ("massive-all-kd2-best", ["massive-all", "massive-pqrnn-all", "massive-teacher-all-ens2-aug",
                               "massive-all-kd2-aug"]),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
+    ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
+                               "mtop-all-crf-kd2-aug"]),
 ])
 def test_chain_with_every_step_done_runs_nothing(tmp_path, chain, steps):
     for name in steps:
