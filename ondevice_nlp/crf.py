@@ -15,8 +15,9 @@ cross-entropy. Transitions that are not valid IOB2, or not seen in training
 normalises over valid sequences only, the ones decoding can return.
 
 Speed: given ``allowed``, the forward and backward recursions sum each tag's
-predecessors (successors) over the allowed transitions only, P of them (911 of
-22,350 on six-language MTOP), plus a single term ``DISALLOWED + logsumexp`` of
+predecessors (successors) over the allowed transitions only, P of them
+(six-language MTOP: 911 of its 22,350 scores are allowed, the first-tag row
+included), plus a single term ``DISALLOWED + logsumexp`` of
 all the others, which is what the dense sum over K^2 gives when every other
 transition scores exactly ``DISALLOWED`` (CRFTagger's, whose disallowed
 entries never move from zero). The per-token cost falls from B K^2 to
