@@ -91,11 +91,8 @@ def crf_nll(emissions: tf.Tensor, tags: tf.Tensor, mask: tf.Tensor,
         alpha0 = sparse.first(start)[:, None] + tf.transpose(emissions[:, 0])  # [K, B]
 
         def forward():  # alpha_t [K, B]
-            return tf.scan(
-                lambda alpha, inp: tf.where(inp[1][None] > 0, sparse.forward(alpha) + inp[0],
-                                            alpha),
-                (tf.transpose(emissions[:, 1:], [1, 2, 0]), tf.transpose(mask[:, 1:])),
-                initializer=alpha0)[-1]
+            return tf.scan(sparse.step, (tf.transpose(emissions[:, 1:], [1, 2, 0]),
+                                         tf.transpose(mask[:, 1:])), initializer=alpha0)[-1]
 
         log_z = tf.reduce_logsumexp(tf.cond(length > 1, forward, lambda: alpha0), axis=0)
         return (log_z - gold) * mask[:, 0]
@@ -168,6 +165,12 @@ class _SparseTransitions:
         """float32 [K, B] -> [K, B]: the sum over each tag's allowed successors."""
         return self._sum(tf.gather(u, self.dst), u, self.by_src)
 
+    def step(self, alpha: tf.Tensor, inp) -> tf.Tensor:
+        """One ``tf.scan`` step of the forward algorithm: alpha [K, B] and (emissions
+        [K, B], mask [B]) of the next token -> the next alpha, unchanged past a row's end."""
+        e_t, m = inp
+        return tf.where(m[None] > 0, self.forward(alpha) + e_t, alpha)
+
 
 def crf_log_marginals(emissions: tf.Tensor, mask: tf.Tensor, transitions: tf.Tensor,
                       allowed: np.ndarray | None = None) -> tf.Tensor:
@@ -223,16 +226,12 @@ def _sparse_log_marginals(emissions, mask, start, sparse: _SparseTransitions):
     m_t = tf.transpose(mask)  # [L, B]
     alpha0 = start[:, None] + em_t[0]
 
-    def fwd(alpha, inp):
-        e_t, m = inp
-        return tf.where(m[None] > 0, sparse.forward(alpha) + e_t, alpha)
-
     def bwd(beta, inp):  # beta_t from beta_{t+1} and the emissions of token t + 1
         e_next, m = inp
         return tf.where(m[None] > 0, sparse.backward(e_next + beta), tf.zeros_like(beta))
 
-    alphas = tf.concat([alpha0[None], tf.scan(fwd, (em_t[1:], m_t[1:]), initializer=alpha0)],
-                       axis=0)  # [L, K, B]
+    alphas = tf.concat([alpha0[None], tf.scan(sparse.step, (em_t[1:], m_t[1:]),
+                                              initializer=alpha0)], axis=0)  # [L, K, B]
     betas = tf.scan(bwd, (em_t[1:], m_t[1:]), initializer=tf.zeros_like(alpha0), reverse=True)
     betas = tf.concat([betas, tf.zeros_like(alpha0)[None]], axis=0)
     log_z = tf.reduce_logsumexp(alphas[-1], axis=0)  # [B]
