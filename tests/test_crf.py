@@ -146,13 +146,23 @@ def test_crf_log_marginals_equal_brute_force_over_all_tag_sequences(sparse):
     assert got[0, 0, 1] < 1e-30  # the first tag 1 is disallowed (row K)
 
 
-def test_crf_speed_tool_times_both_sums_of_the_same_loss(capsys):
-    """tools/crf_speed.py: one row per training-step variant, and the sparse and
-    dense CRF give the same first-batch loss (with the distillation term)."""
+def test_crf_speed_tool_times_both_sums_of_the_same_loss(capsys, monkeypatch):
+    """tools/crf_speed.py: one row per training-step variant, each compiled with
+    build's optimizer (train.compile_model), and the sparse and dense CRF give the
+    same first-batch loss (with the distillation term)."""
     import re
 
+    from ondevice_nlp import train as T
     from tools import crf_speed
 
+    compiled = []
+
+    def recording(model, *args, **kwargs):
+        T_compile(model, *args, **kwargs)
+        compiled.append(type(model.optimizer).__name__)
+
+    T_compile = T.compile_model
+    monkeypatch.setattr(T, "compile_model", recording)
     assert crf_speed.main(["--size", "tiny", "--steps", "1", "--length", "4", "--tags", "7",
                            "--allowed", "12", "--intents", "3", "--batch", "4",
                            "--distill"]) == 0
@@ -162,6 +172,7 @@ def test_crf_speed_tool_times_both_sums_of_the_same_loss(capsys):
         assert re.search(re.escape(f"| {name} | ") + r"\d+ \|", out), out
     sparse, dense = map(float, re.findall(r"sums: ([-\d.e+]+)", out))
     assert sparse == pytest.approx(dense, rel=1e-4) and sparse > 0
+    assert compiled == ["AdamW"] * 3
     allowed = crf_speed.random_allowed(np.random.default_rng(0), 149, 911)
     assert allowed[:149].sum() == 911 and allowed[:, 0].all() and allowed[149].all()
 

@@ -2,7 +2,8 @@
 """Milliseconds per training step of the slot CRF: sparse sums against dense ones.
 
 Times ``model.fit`` steps of a pNLP-Mixer (``--size``, dynamic length) on random
-features, three ways: the per-token softmax (``build --no-crf``), the
+features, three ways, each compiled with ``build``'s optimizer (``train.compile_model``:
+AdamW, warm-up then cosine decay): the per-token softmax (``build --no-crf``), the
 ``crf.CRFTagger`` with its sparse forward-backward sums over the allowed
 transitions (what ``build --crf`` trains with), and the same wrapper with the
 dense sums over all K^2 transitions (``allowed`` unset: the code before the
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     import tf_keras as keras
 
     from ondevice_nlp import distill as D
+    from ondevice_nlp import train as T
     from ondevice_nlp.configs import get_size
     from ondevice_nlp.crf import CRFTagger
     from ondevice_nlp.pipeline import model_spec
@@ -105,15 +107,16 @@ def main(argv=None) -> int:
         net_i = network()
         if name.startswith("softmax"):
             model = net_i
-            ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-            losses = D.distill_losses(*kd) if kd else [ce, ce]
-            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses)
+            losses = D.distill_losses(*kd) if kd else None  # None: sparse cross-entropy
         else:
             model = CRFTagger(net_i, allowed, distill=kd)
             if "dense" in name:
                 model.allowed = None  # crf_nll / crf_log_marginals then sum densely
             first_loss[name] = float(model.batch_losses((x, y, (w, w)))[1])
-            model.compile(optimizer=keras.optimizers.Adam(1e-4))
+            losses = None  # the wrapper's train_step computes its own loss, as in build
+        # build's optimizer: AdamW with warm-up and cosine decay (train.compile_model)
+        T.compile_model(model, 1e-3, total_steps=a.steps + 2, warmup_steps=1,
+                        weight_decay=0.01, losses=losses)
         model.fit(ds.take(2), verbose=0)  # tracing and warm-up
         t0 = time.perf_counter()
         model.fit(ds.take(a.steps), verbose=0)
