@@ -155,13 +155,12 @@ def test_crf_speed_tool_times_both_sums_of_the_same_loss(capsys, monkeypatch):
     from ondevice_nlp import train as T
     from tools import crf_speed
 
-    compiled = []
+    compiled, compile_model = [], T.compile_model
 
     def recording(model, *args, **kwargs):
-        T_compile(model, *args, **kwargs)
+        compile_model(model, *args, **kwargs)
         compiled.append(type(model.optimizer).__name__)
 
-    T_compile = T.compile_model
     monkeypatch.setattr(T, "compile_model", recording)
     assert crf_speed.main(["--size", "tiny", "--steps", "1", "--length", "4", "--tags", "7",
                            "--allowed", "12", "--intents", "3", "--batch", "4",
