@@ -154,3 +154,16 @@ def test_quant_layer_norm_ranges_reach_the_tflite_file(tmp_path):
     # the variance tensor: 7.65 / 255 = 0.03; the 1/std tensor: 2.55 / 255 = 0.01
     assert any(abs(s - 0.03) < 1e-6 for s in scales.values()), scales
     assert any(abs(s - 0.01) < 1e-6 for s in scales.values()), scales
+
+
+@pytest.mark.parametrize("size, params", [("base", 1_090_575), ("xlarge", 4_290_567)])
+def test_named_sizes_have_the_documented_parameter_counts(size, params):
+    """With MTOP en's training labels (113 intents, 149 BIO tags) the named sizes have the
+    counts configs.py, the Makefile and README state (the build logs the same figure)."""
+    from ondevice_nlp import pipeline
+
+    spec = pipeline.model_spec("pnlp_mixer")
+    sz = spec.get_size(size, None, None)
+    model = spec.build(sz, dynamic=False, num_intents=113, num_tags=149)
+    assert model.count_params() == params
+    assert sz.projection == spec.get_size("base", None, None).projection
