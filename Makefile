@@ -227,6 +227,24 @@ mtop-en-crf-kd-crfens-aug:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 1.0 \
 	    --teacher runs/teacher-en-crfens-aug --distill-temperature 2.0 --distill-weight 0.5)
 
+# a one-session English chain (2026-12-06): two new base + CRF recipes as members (batch 64:
+# twice the steps; word dropout 0.1, build --token-dropout), the softmax run on augmented text and
+# pQRNN 1mb + CRF (the four trained side by side, TF_NUM_INTRAOP_THREADS=1 each), their average
+# labelling two slot-substituted copies per utterance, and the two-copy CRF student
+mtop-en-crf-bs64:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --batch-size 64)
+
+mtop-en-crf-td10:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --token-dropout 0.1)
+
+EN4_MEMBERS = runs/mtop-en-crf-bs64,runs/mtop-en-crf-td10,runs/mtop-en-aug,runs/pqrnn-en-crf
+teacher-en-ens4-aug2:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN4_MEMBERS) --augment-slots 2.0)
+
+mtop-en-crf-kd4-aug2-24:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens4-aug2 --distill-temperature 2.0 --distill-weight 0.5)
+
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
@@ -314,6 +332,11 @@ chain = @for t in $(1); do \
 .PHONY: teacher-all-ens2-aug mtop-all-kd2-aug mtop-all-crf-kd2-aug mtop-all-kd2-best mtop-all-crf-kd2-best
 mtop-en-best:
 	$(call chain,mtop-en mtop-en-aug mtop-en-crf pqrnn-en-crf pqrnn-2mb-en teacher-en-ens-aug mtop-en-crf-kd-aug)
+
+# the one-session English chain above, from nothing
+.PHONY: mtop-en-crf-bs64 mtop-en-crf-td10 teacher-en-ens4-aug2 mtop-en-crf-kd4-aug2-24 mtop-en-kd4-best
+mtop-en-kd4-best:
+	$(call chain,mtop-en-crf-bs64 mtop-en-crf-td10 mtop-en-aug pqrnn-en-crf teacher-en-ens4-aug2 mtop-en-crf-kd4-aug2-24)
 
 # the six-language distilled students (not run yet; about 8 h for MTOP and 4 h for MASSIVE
 # on 2 cores, from the wall times in README)

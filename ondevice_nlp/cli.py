@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help="AdamW decoupled weight decay (float and QAT phases)")
     b.add_argument("--dropout", type=float,
                    help="dropout on residual branches and projection features (default: the size's)")
+    b.add_argument("--token-dropout", type=float, metavar="P",
+                   help="pnlp_mixer: word dropout, all features of a token zeroed with "
+                        "probability P in training (default: the size's, 0 for base)")
     b.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-train-examples", type=int, help="subsample training data per language")
@@ -218,7 +221,8 @@ def _build(args) -> int:
             languages=args.languages, out=args.out, model=args.model, size=args.size,
             max_tokens=args.max_tokens, epochs=args.epochs, qat_epochs=args.qat_epochs,
             batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr,
-            weight_decay=args.weight_decay, dropout=args.dropout, patience=args.patience,
+            weight_decay=args.weight_decay, dropout=args.dropout,
+            token_dropout=args.token_dropout, patience=args.patience,
             seed=args.seed, max_train_examples=args.max_train_examples,
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
             resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,

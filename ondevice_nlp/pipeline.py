@@ -49,6 +49,7 @@ class BuildArgs:
     lr: float = 2e-3
     weight_decay: float = 0.05
     dropout: float | None = None  # overrides the size's dropout and feature dropout
+    token_dropout: float | None = None  # pnlp_mixer: overrides the size's word dropout
     qat_lr: float = 2e-4
     patience: int = 6
     seed: int = 0
@@ -294,6 +295,13 @@ def build(a: BuildArgs) -> dict:
     keras.utils.set_random_seed(a.seed)
     size_name = a.size or spec.default_size
     size = spec.get_size(size_name, a.max_tokens, a.dropout)
+    if a.token_dropout is not None:
+        if a.model != "pnlp_mixer":
+            raise ValueError(f"--token-dropout is a pnlp_mixer setting, not {a.model}'s")
+        if not 0.0 <= a.token_dropout < 1.0:
+            raise ValueError(f"--token-dropout must be in [0, 1), got {a.token_dropout}")
+        size = dataclasses.replace(size, net=dataclasses.replace(
+            size.net, token_dropout=a.token_dropout))
     proj = size.projection
     S = proj.max_tokens
 
@@ -414,7 +422,7 @@ def build(a: BuildArgs) -> dict:
         "model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
         "train_examples": len(train_ex), "augment_slots": a.augment_slots, "crf": a.crf,
-        "ema": a.ema,
+        "ema": a.ema, "token_dropout": getattr(size.net, "token_dropout", 0.0),
         "augmented_examples": len(enc_train.texts) - len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
         "eval_history": {"float": cb.history, "qat": qcb.history},

@@ -47,6 +47,8 @@ def test_chain_skips_finished_steps_and_stops_at_the_first_failure(tmp_path):
                           "massive-transformer-all", "massive-teacher-all-ens", "massive-all-crf-kd"]),
     ("massive-all-kd2-best", ["massive-all", "massive-pqrnn-all", "massive-teacher-all-ens2-aug",
                               "massive-all-kd2-aug"]),
+    ("mtop-en-kd4-best", ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
+                          "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24"]),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
     ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
                                "mtop-all-crf-kd2-aug"]),

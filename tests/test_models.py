@@ -167,3 +167,28 @@ def test_named_sizes_have_the_documented_parameter_counts(size, params):
     model = spec.build(sz, dynamic=False, num_intents=113, num_tags=149)
     assert model.count_params() == params
     assert sz.projection == spec.get_size("base", None, None).projection
+
+
+def test_token_dropout_zeroes_whole_tokens_in_float_training_only():
+    """Word dropout: in training each token's F features are all zeroed or all scaled by
+    1/(1-p); at inference, and in the static model QAT and export use, it is absent."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(3)
+    cfg = MixerConfig(hidden=16, num_blocks=1, token_hidden=8, channel_hidden=8, dropout=0.0,
+                      feature_dropout=0.0, token_dropout=0.5)
+    kw = dict(max_tokens=12, feature_size=32, window=1, num_intents=3, num_tags=4)
+    dynamic = build_pnlp_mixer(cfg, dynamic_length=True, **kw)
+    static = build_pnlp_mixer(cfg, **kw)
+    assert "token_dropout" in [layer.name for layer in dynamic.layers]
+    assert "token_dropout" not in [layer.name for layer in static.layers]
+    copy_weights(dynamic, static)  # no weights of its own: the two models still correspond
+
+    layer = dynamic.get_layer("token_dropout")
+    f = np.random.default_rng(0).uniform(1.0, 2.0, (8, 12, 32)).astype(np.float32)
+    out = layer(f, training=True).numpy()
+    zeroed = np.all(out == 0.0, axis=-1)
+    kept = np.all(np.isclose(out, 2.0 * f), axis=-1)
+    assert np.all(zeroed | kept)  # never a token half dropped
+    assert 0.3 < zeroed.mean() < 0.7  # 96 tokens, p = 0.5
+    np.testing.assert_array_equal(layer(f, training=False).numpy(), f)

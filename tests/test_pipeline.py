@@ -527,3 +527,30 @@ def test_ema_out_of_range_is_a_clear_error(tmp_path, capsys):
                    "--size", "tiny", "--out", str(tmp_path / "o"), "--ema", "1.0"])
     assert rc == 2
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model,value,message", [
+    ("pqrnn", "0.1", "--token-dropout is a pnlp_mixer setting"),
+    ("pnlp_mixer", "1.0", "--token-dropout must be in [0, 1)")])
+def test_token_dropout_misuse_is_a_clear_error(tmp_path, capsys, model, value, message):
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(tmp_path), "--languages", "en",
+                   "--model", model, "--size", "tiny", "--out", str(tmp_path / "o"),
+                   "--token-dropout", value])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_build_with_token_dropout(tiny_build, tmp_path):
+    """--token-dropout trains, runs QAT and exports (the word dropout layer lives in the float
+    phase's model only: built into the static model, QAT put NaN logits out of it)."""
+    root, _ = tiny_build
+    out = tmp_path / "td"
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--out", str(out), "--epochs", "4", "--qat-epochs", "1",
+                   "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3", "--no-crf",
+                   "--token-dropout", "0.2"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["token_dropout"] == 0.2
+    assert m["keras"]["en"]["intent_accuracy"] >= 0.9  # trivially learnable, as above
+    assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1

@@ -54,6 +54,12 @@ class MixerConfig:
     channel_hidden: int = 256
     dropout: float = 0.2          # on residual branches and the pooled vector (training only)
     feature_dropout: float = 0.2  # on projection features: drops MinHash buckets (training only)
+    # Word dropout (training only): zeroes all F features of a token with this probability
+    # (one Bernoulli draw per token, kept tokens scaled by 1/(1-p)); the mask is untouched,
+    # so the model must tag the token from its neighbours through the window and token mixing.
+    # Float phase only: the layer is built into the dynamic-length training model, not into
+    # the static model that QAT fine-tunes and the converter exports.
+    token_dropout: float = 0.0
     # Activation of the token-mixing MLP. The paper uses GELU; ReLU is our default: the
     # token-mixing hidden tensor is [B, H, token_hidden] whatever the utterance length, and
     # TensorFlow's CPU GELU (erf) and its gradient cost ~10x ReLU on it (about 2/3 of a
@@ -125,6 +131,8 @@ def build_pnlp_mixer(cfg: MixerConfig, *, max_tokens: int, feature_size: int, wi
     x = feats
     if cfg.feature_dropout:
         x = L.Dropout(cfg.feature_dropout, name="feature_dropout")(x)
+    if cfg.token_dropout and dynamic_length:
+        x = L.Dropout(cfg.token_dropout, noise_shape=(None, None, 1), name="token_dropout")(x)
     x = L.Conv1D(cfg.hidden, 2 * window + 1, padding="same", name="bottleneck")(x)
     x = L.Add(name="pad_fill_add")([x, _padding_fill(mask3, cfg.hidden)])
     for b in range(cfg.num_blocks):
