@@ -542,7 +542,8 @@ def test_token_dropout_misuse_is_a_clear_error(tmp_path, capsys, model, value, m
 
 def test_build_with_token_dropout(tiny_build, tmp_path):
     """--token-dropout trains, runs QAT and exports (the word dropout layer lives in the float
-    phase's model only: built into the static model, QAT put NaN logits out of it)."""
+    phase's model only: built into the static model too, the QAT model gave infinite slot
+    logits here and decoding failed)."""
     root, _ = tiny_build
     out = tmp_path / "td"
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",

@@ -58,7 +58,8 @@ class MixerConfig:
     # (one Bernoulli draw per token, kept tokens scaled by 1/(1-p)); the mask is untouched,
     # so the model must tag the token from its neighbours through the window and token mixing.
     # Float phase only: the layer is built into the dynamic-length training model, not into
-    # the static model that QAT fine-tunes and the converter exports.
+    # the static model that QAT fine-tunes and the converter exports (built into that one too,
+    # a tiny model's QAT phase gave infinite slot logits).
     token_dropout: float = 0.0
     # Activation of the token-mixing MLP. The paper uses GELU; ReLU is our default: the
     # token-mixing hidden tensor is [B, H, token_hidden] whatever the utterance length, and
