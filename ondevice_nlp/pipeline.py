@@ -275,7 +275,8 @@ def build(a: BuildArgs) -> dict:
 
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
-      ValueError: unknown model or size, no training examples, ``ema`` outside [0, 1).
+      ValueError: unknown model or size, no training examples, ``ema`` outside [0, 1),
+        ``token_dropout`` outside [0, 1) or given for a model other than pnlp_mixer.
     """
     if not 0.0 <= a.ema < 1.0:  # before any data is read
         raise ValueError(f"--ema must be in [0, 1) (0: off), got {a.ema}")
