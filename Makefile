@@ -241,14 +241,15 @@ EN4_MEMBERS = runs/mtop-en-crf-bs64,runs/mtop-en-crf-td10,runs/mtop-en-aug,runs/
 teacher-en-ens4-aug2:
 	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN4_MEMBERS) --augment-slots 2.0)
 
+# the two students of that teacher share its distillation flags
+EN4_KD = --teacher runs/teacher-en-ens4-aug2 --distill-temperature 2.0 --distill-weight 0.5
 mtop-en-crf-kd4-aug2-24:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 \
-	    --teacher runs/teacher-en-ens4-aug2 --distill-temperature 2.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 $(EN4_KD))
 
 # the same student at batch 64 (the better member recipe above), 16 epochs to fit the session
 mtop-en-crf-kd4-aug2-16-bs64:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 16 --patience 16 --qat-epochs 1 \
-	    --batch-size 64 --teacher runs/teacher-en-ens4-aug2 --distill-temperature 2.0 --distill-weight 0.5)
+	    --batch-size 64 $(EN4_KD))
 
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
