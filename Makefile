@@ -251,6 +251,23 @@ mtop-en-crf-kd4-aug2-16-bs64:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 16 --patience 16 --qat-epochs 1 \
 	    --batch-size 64 $(EN4_KD))
 
+# a six-member teacher: the four members above and both of their students (the nine-member teacher
+# also counted its students), labelling three substituted copies of each utterance; its student
+EN6_MEMBERS = $(EN4_MEMBERS),runs/mtop-en-crf-kd4-aug2-24,runs/mtop-en-crf-kd4-aug2-16-bs64
+teacher-en-ens6-aug3:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN6_MEMBERS) --augment-slots 3.0)
+
+EN6_KD = --teacher runs/teacher-en-ens6-aug3 --distill-temperature 2.0 --distill-weight 0.5
+mtop-en-crf-kd6-aug3-16:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 $(EN6_KD))
+
+# the same student at distillation temperature 1 instead of 2
+mtop-en-crf-kd6-aug3-16-t1:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+
+.PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1
+
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
