@@ -266,7 +266,18 @@ mtop-en-crf-kd6-aug3-16-t1:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 \
 	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
 
-.PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1
+# temperature 1 for 24 epochs
+mtop-en-crf-kd6-aug3-24-t1:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+
+# temperature 1, 16 epochs, the teacher's term weighted 0.3 instead of 0.5
+mtop-en-crf-kd6-aug3-16-t1-w3:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.3)
+
+.PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1 mtop-en-crf-kd6-aug3-24-t1
+.PHONY: mtop-en-crf-kd6-aug3-16-t1-w3
 
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
