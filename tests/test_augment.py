@@ -86,6 +86,9 @@ def test_rates_above_one_give_more_rounds():
     n = len(substitute_slot_values(with_slots, 1.5, seed=1))
     assert 260 <= n <= 340
     assert substitute_slot_values(with_slots, 2.0, seed=1) == two
+    # rounds are seeded in turn, so a higher rate's copies start with a lower one's: a teacher
+    # file written for --augment-slots 3 also covers a rate-2 student (README)
+    assert substitute_slot_values(with_slots, 3.0, seed=1)[:400] == two
 
 
 def test_build_with_augment_slots(tmp_path, capsys):
