@@ -277,7 +277,13 @@ mtop-en-crf-kd6-aug3-16-t1-w3:
 	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.3)
 
 .PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1 mtop-en-crf-kd6-aug3-24-t1
-.PHONY: mtop-en-crf-kd6-aug3-16-t1-w3
+# temperature 1, 24 epochs on two copies (the 2026-12-02 best student's schedule; the rate-3 file
+# holds the rate-2 copies)
+mtop-en-crf-kd6-aug2-24-t1:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+
+.PHONY: mtop-en-crf-kd6-aug3-16-t1-w3 mtop-en-crf-kd6-aug2-24-t1
 
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
