@@ -252,37 +252,35 @@ mtop-en-crf-kd4-aug2-16-bs64:
 	    --batch-size 64 $(EN4_KD))
 
 # a six-member teacher: the four members above and both of their students (the nine-member teacher
-# also counted its students), labelling three substituted copies of each utterance; its student
+# also counted its students), labelling three substituted copies of each utterance; then its students
 EN6_MEMBERS = $(EN4_MEMBERS),runs/mtop-en-crf-kd4-aug2-24,runs/mtop-en-crf-kd4-aug2-16-bs64
 teacher-en-ens6-aug3:
 	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN6_MEMBERS) --augment-slots 3.0)
 
 EN6_KD = --teacher runs/teacher-en-ens6-aug3 --distill-temperature 2.0 --distill-weight 0.5
+EN6_KD_T1 = --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5
 mtop-en-crf-kd6-aug3-16:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 $(EN6_KD))
 
 # the same student at distillation temperature 1 instead of 2
 mtop-en-crf-kd6-aug3-16-t1:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 \
-	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 $(EN6_KD_T1))
 
 # temperature 1 for 24 epochs
 mtop-en-crf-kd6-aug3-24-t1:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
-	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 $(EN6_KD_T1))
 
 # temperature 1, 16 epochs, the teacher's term weighted 0.3 instead of 0.5
 mtop-en-crf-kd6-aug3-16-t1-w3:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 16 --patience 16 --qat-epochs 1 \
 	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.3)
 
-.PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1 mtop-en-crf-kd6-aug3-24-t1
 # temperature 1, 24 epochs on two copies (the 2026-12-02 best student's schedule; the rate-3 file
 # holds the rate-2 copies)
 mtop-en-crf-kd6-aug2-24-t1:
-	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 \
-	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 2.0 --epochs 24 --patience 24 --qat-epochs 1 $(EN6_KD_T1))
 
+.PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1 mtop-en-crf-kd6-aug3-24-t1
 .PHONY: mtop-en-crf-kd6-aug3-16-t1-w3 mtop-en-crf-kd6-aug2-24-t1
 
 mtop-en-kd-ens:
