@@ -283,6 +283,32 @@ mtop-en-crf-kd6-aug2-24-t1:
 .PHONY: teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-16 mtop-en-crf-kd6-aug3-16-t1 mtop-en-crf-kd6-aug3-24-t1
 .PHONY: mtop-en-crf-kd6-aug3-16-t1-w3 mtop-en-crf-kd6-aug2-24-t1
 
+# 2026-12-06, second session: the 24-epoch temperature-1 student with the teacher's term at
+# weight 0.3, and four substituted copies (the rate-4 copies start with the rate-3 ones)
+mtop-en-crf-kd6-aug3-24-t1-w3:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug3 --distill-temperature 1.0 --distill-weight 0.3)
+
+teacher-en-ens6-aug4:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN6_MEMBERS) --augment-slots 4.0)
+
+mtop-en-crf-kd6-aug4-24-t1:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 4.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-en-ens6-aug4 --distill-temperature 1.0 --distill-weight 0.5)
+
+.PHONY: mtop-en-crf-kd6-aug3-24-t1-w3 teacher-en-ens6-aug4 mtop-en-crf-kd6-aug4-24-t1
+
+# the best student's recipe again at seed 1: other substituted copies (the teacher labels them
+# with the same --seed), other initial weights and batch order
+teacher-en-ens6-aug3-seed1:
+	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN6_MEMBERS) --augment-slots 3.0 --seed 1)
+
+mtop-en-crf-kd6-aug3-24-t1-seed1:
+	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 --seed 1 \
+	    --teacher runs/teacher-en-ens6-aug3-seed1 --distill-temperature 1.0 --distill-weight 0.5)
+
+.PHONY: teacher-en-ens6-aug3-seed1 mtop-en-crf-kd6-aug3-24-t1-seed1
+
 mtop-en-kd-ens:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --no-crf --teacher runs/teacher-en-ens \
 	    --distill-temperature 2.0 --distill-weight 0.5)
