@@ -298,7 +298,7 @@ mtop-en-crf-kd6-aug4-24-t1:
 
 .PHONY: mtop-en-crf-kd6-aug3-24-t1-w3 teacher-en-ens6-aug4 mtop-en-crf-kd6-aug4-24-t1
 
-# the best student's recipe again at seed 1: other substituted copies (the teacher labels them
+# the 79.7 student's recipe again at seed 1: other substituted copies (the teacher labels them
 # with the same --seed), other initial weights and batch order
 teacher-en-ens6-aug3-seed1:
 	$(call run,teacher $(MTOP_EN) --teacher-model ensemble --members $(EN6_MEMBERS) --augment-slots 3.0 --seed 1)
@@ -406,17 +406,18 @@ mtop-en-kd4-best:
 # the 79.7 student (README "Six members, three copies"): the chain above, the second
 # student, the six-member teacher and its 24-epoch temperature-1 student (about 3 h 30 min on 2 cores)
 .PHONY: mtop-en-kd6-best mtop-en-kd6-aug4-best mtop-en-kd6-seed1-best
+EN6_MEMBER_CHAIN = $(EN4_CHAIN) mtop-en-crf-kd4-aug2-16-bs64
 mtop-en-kd6-best:
-	$(call chain,$(EN4_CHAIN) mtop-en-crf-kd4-aug2-16-bs64 teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-24-t1)
+	$(call chain,$(EN6_MEMBER_CHAIN) teacher-en-ens6-aug3 mtop-en-crf-kd6-aug3-24-t1)
 
 # the four-copy student (80.0, README "Four copies; seed 1"): the same with four substituted copies
 # (about 4 h on 2 cores)
 mtop-en-kd6-aug4-best:
-	$(call chain,$(EN4_CHAIN) mtop-en-crf-kd4-aug2-16-bs64 teacher-en-ens6-aug4 mtop-en-crf-kd6-aug4-24-t1)
+	$(call chain,$(EN6_MEMBER_CHAIN) teacher-en-ens6-aug4 mtop-en-crf-kd6-aug4-24-t1)
 
 # the three-copy recipe at seed 1 (80.1, README "Four copies; seed 1")
 mtop-en-kd6-seed1-best:
-	$(call chain,$(EN4_CHAIN) mtop-en-crf-kd4-aug2-16-bs64 teacher-en-ens6-aug3-seed1 mtop-en-crf-kd6-aug3-24-t1-seed1)
+	$(call chain,$(EN6_MEMBER_CHAIN) teacher-en-ens6-aug3-seed1 mtop-en-crf-kd6-aug3-24-t1-seed1)
 
 # the six-language distilled students (not run yet; about 8 h for MTOP and 4 h for MASSIVE
 # on 2 cores, from the wall times in README)
