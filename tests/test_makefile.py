@@ -42,25 +42,22 @@ def test_chain_skips_finished_steps_and_stops_at_the_first_failure(tmp_path):
     assert "runs/pqrnn-en-crf" not in out  # and nothing after it
 
 
+# the English chains' shared first steps: the four members, their teacher and its two students
+EN4_STEPS = ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
+             "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24"]
+EN6_MEMBER_STEPS = EN4_STEPS + ["mtop-en-crf-kd4-aug2-16-bs64"]
+
+
 @pytest.mark.parametrize("chain,steps", [
     ("massive-all-best", ["massive-all", "massive-pqrnn-all", "massive-bilstm-all",
                           "massive-transformer-all", "massive-teacher-all-ens", "massive-all-crf-kd"]),
     ("massive-all-kd2-best", ["massive-all", "massive-pqrnn-all", "massive-teacher-all-ens2-aug",
                               "massive-all-kd2-aug"]),
-    ("mtop-en-kd4-best", ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
-                          "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24"]),
-    ("mtop-en-kd6-best", ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
-                          "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24",
-                          "mtop-en-crf-kd4-aug2-16-bs64", "teacher-en-ens6-aug3",
-                          "mtop-en-crf-kd6-aug3-24-t1"]),
-    ("mtop-en-kd6-aug4-best", ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
-                               "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24",
-                               "mtop-en-crf-kd4-aug2-16-bs64", "teacher-en-ens6-aug4",
-                               "mtop-en-crf-kd6-aug4-24-t1"]),
-    ("mtop-en-kd6-seed1-best", ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-crf",
-                                "teacher-en-ens4-aug2", "mtop-en-crf-kd4-aug2-24",
-                                "mtop-en-crf-kd4-aug2-16-bs64", "teacher-en-ens6-aug3-seed1",
-                                "mtop-en-crf-kd6-aug3-24-t1-seed1"]),
+    ("mtop-en-kd4-best", EN4_STEPS),
+    ("mtop-en-kd6-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug3", "mtop-en-crf-kd6-aug3-24-t1"]),
+    ("mtop-en-kd6-aug4-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug4", "mtop-en-crf-kd6-aug4-24-t1"]),
+    ("mtop-en-kd6-seed1-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug3-seed1",
+                                                   "mtop-en-crf-kd6-aug3-24-t1-seed1"]),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
     ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
                                "mtop-all-crf-kd2-aug"]),
