@@ -419,6 +419,40 @@ mtop-en-kd6-aug4-best:
 mtop-en-kd6-seed1-best:
 	$(call chain,$(EN6_MEMBER_CHAIN) teacher-en-ens6-aug3-seed1 mtop-en-crf-kd6-aug3-24-t1-seed1)
 
+# One language's distillation chain (README "One language distilled"): the English teacher
+# recipe cut to four members of the same kinds (batch 64, word dropout 0.1, pQRNN, the plain
+# per-language recipe mtop-LANG-crf), their ensemble labelling three slot-substituted copies, and
+# the 24-epoch temperature-1 student of the 80.1 English run. `make mtop-LANG-kd4-best`,
+# LANG one of es fr de hi th (about 2 h 30 min on 2 cores for Spanish).
+KD_LANGS = es fr de hi th
+LANG_DATA = --dataset mtop --data-dir $(DATA)/mtop --languages $*
+LANG_MEMBERS = runs/mtop-$*-crf-bs64,runs/mtop-$*-crf-td10,runs/pqrnn-$*-crf,runs/mtop-$*-crf
+LANG_BS64 = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-bs64)
+LANG_TD10 = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-td10)
+LANG_PQRNN = $(foreach l,$(KD_LANGS),pqrnn-$(l)-crf)
+LANG_TEACHER = $(foreach l,$(KD_LANGS),teacher-$(l)-ens4-aug3)
+LANG_STUDENT = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-kd4-aug3-24-t1)
+LANG_CHAIN = $(foreach l,$(KD_LANGS),mtop-$(l)-kd4-best)
+.PHONY: $(LANG_BS64) $(LANG_TD10) $(LANG_PQRNN) $(LANG_TEACHER) $(LANG_STUDENT) $(LANG_CHAIN)
+$(LANG_BS64): mtop-%-crf-bs64:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf --batch-size 64)
+
+$(LANG_TD10): mtop-%-crf-td10:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf --token-dropout 0.1)
+
+$(LANG_PQRNN): pqrnn-%-crf:
+	$(call run,build $(LANG_DATA) --model pqrnn --crf)
+
+$(LANG_TEACHER): teacher-%-ens4-aug3:
+	$(call run,teacher $(LANG_DATA) --teacher-model ensemble --members $(LANG_MEMBERS) --augment-slots 3.0)
+
+$(LANG_STUDENT): mtop-%-crf-kd4-aug3-24-t1:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-$*-ens4-aug3 --distill-temperature 1.0 --distill-weight 0.5)
+
+$(LANG_CHAIN): mtop-%-kd4-best:
+	$(call chain,mtop-$*-crf-bs64 mtop-$*-crf-td10 pqrnn-$*-crf mtop-$*-crf teacher-$*-ens4-aug3 mtop-$*-crf-kd4-aug3-24-t1)
+
 # the six-language distilled students (not run yet; about 8 h for MTOP and 4 h for MASSIVE
 # on 2 cores, from the wall times in README)
 mtop-all-best:
