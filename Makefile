@@ -57,6 +57,13 @@ $(EACH_LANG_CRF):
 	    --model pnlp_mixer --crf)
 
 .PHONY: mtop-each-crf $(EACH_LANG_CRF)
+# the same with the wider window of size base-w3 (README "Thai: a wider window")
+EACH_LANG_CRF_W3 = $(foreach l,es fr de hi th,mtop-$(l)-crf-w3)
+$(EACH_LANG_CRF_W3): mtop-%-crf-w3:
+	$(call run,build --dataset mtop --data-dir $(DATA)/mtop --languages $* --model pnlp_mixer --size base-w3 --crf)
+
+.PHONY: $(EACH_LANG_CRF_W3)
+
 mtop-each-crf: mtop-en-crf $(EACH_LANG_CRF)
 
 # the same with a moving average of the weights in the float phase (README "Slot CRF")

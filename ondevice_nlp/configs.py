@@ -32,6 +32,16 @@ SIZES = {
     "base": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1), 1,
                       MixerConfig(hidden=216, num_blocks=2, token_hidden=256, channel_hidden=256,
                                   dropout=0.3, feature_dropout=0.3, intent_to_slots=True)),
+    # base with a wider bottleneck window (w=3: 7 neighbouring tokens, against base's 3) over
+    # fewer MinHash buckets (F=432, against 1024), so that the bottleneck keeps base's
+    # parameter count (7 * 432 * 216 = 653 K against 3 * 1024 * 216 = 664 K). For scripts
+    # written without spaces (Thai), where the tokenizer gives one token per character
+    # (``projection_ref`` step 2) and base's window sees 3 characters (README "Thai: a wider
+    # window").
+    "base-w3": ModelSize(ProjectionConfig("minhash", 432, 64, 0, 64, 0, shape=1), 3,
+                         MixerConfig(hidden=216, num_blocks=2, token_hidden=256,
+                                     channel_hidden=256, dropout=0.3, feature_dropout=0.3,
+                                     intent_to_slots=True)),
     # Teacher for distillation (``ondevice-nlp teacher``, ``ondevice_nlp/distill.py``), float
     # only, never exported: ~10 M parameters, ten times base, wider (H=640) and deeper (4 blocks);
     # same projection as base, so it reads the same tokens as a base student.
