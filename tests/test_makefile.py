@@ -58,6 +58,10 @@ EN6_MEMBER_STEPS = EN4_STEPS + ["mtop-en-crf-kd4-aug2-16-bs64"]
     ("mtop-en-kd6-aug4-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug4", "mtop-en-crf-kd6-aug4-24-t1"]),
     ("mtop-en-kd6-seed1-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug3-seed1",
                                                    "mtop-en-crf-kd6-aug3-24-t1-seed1"]),
+    ("mtop-es-kd4-best", ["mtop-es-crf-bs64", "mtop-es-crf-td10", "pqrnn-es-crf", "mtop-es-crf",
+                          "teacher-es-ens4-aug3", "mtop-es-crf-kd4-aug3-24-t1"]),
+    ("mtop-th-kd4-best", ["mtop-th-crf-bs64", "mtop-th-crf-td10", "pqrnn-th-crf", "mtop-th-crf",
+                          "teacher-th-ens4-aug3", "mtop-th-crf-kd4-aug3-24-t1"]),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
     ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
                                "mtop-all-crf-kd2-aug"]),
@@ -75,8 +79,13 @@ def test_chain_with_every_step_done_runs_nothing(tmp_path, chain, steps):
 def test_run_targets_state_the_crf_setting():
     """The CRF is build's default: a target named ...-crf... passes --crf, every other build
     target --no-crf, so each README row's command keeps giving the model it describes."""
-    targets = re.findall(r"^([a-z0-9-]+):\n\t\$\(call run,build", MAKEFILE.read_text(), re.M)
+    text = MAKEFILE.read_text()
+    targets = re.findall(r"^([a-z0-9-]+):\n\t\$\(call run,build", text, re.M)
     assert len(targets) >= 25
+    # static pattern rules (one target per language): checked for Thai
+    patterns = re.findall(r"^\$\([A-Z0-9_]+\): ([a-z0-9%-]+):\n\t\$\(call run,build", text, re.M)
+    assert len(patterns) >= 5
+    targets += [t.replace("%", "th") for t in patterns]
     for t in targets:
         cmd = _dry(t)
         assert " build " in cmd, (t, cmd)

@@ -169,6 +169,40 @@ def test_named_sizes_have_the_documented_parameter_counts(size, params):
     assert sz.projection == spec.get_size("base", None, None).projection
 
 
+def test_base_w3_reads_seven_tokens_with_no_more_bottleneck_weights_than_base():
+    """Size base-w3 (configs.py; README "Thai: a wider window"): the bottleneck reads tokens
+    t-3 .. t+3 over F=432 buckets, and its kernel is no larger than base's (3 x 1024 x 216)."""
+    import tf_keras as keras
+    from ondevice_nlp import pipeline
+
+    spec = pipeline.model_spec("pnlp_mixer")
+    base, wide = spec.get_size("base", None, None), spec.get_size("base-w3", None, None)
+    assert (wide.window, wide.projection.feature_size) == (3, 432)
+    assert wide.projection.shape == 1 and wide.projection.window == 0
+    model = spec.build(wide, dynamic=False, num_intents=113, num_tags=149)
+    assert model.count_params() == 1_080_207  # base 1,090,575 less 3*1024*216 - 7*432*216
+    kernel = model.get_layer("bottleneck").kernel
+    assert tuple(kernel.shape) == (7, 432, 216)
+    base_model = spec.build(base, dynamic=False, num_intents=113, num_tags=149)
+    assert np.prod(kernel.shape) <= np.prod(base_model.get_layer("bottleneck").kernel.shape)
+
+    # the bottleneck output at token 10 moves with token 13's features, not with token 14's
+    probe = keras.Model(model.inputs, model.get_layer("bottleneck").output)
+    rng = np.random.default_rng(0)
+    feats = rng.uniform(0, 2, (1, 64, 432)).astype(np.float32)
+    mask = np.ones((1, 64), np.float32)
+    assert [i.name.split(":")[0] for i in model.inputs] == ["features", "mask"]
+
+    def at10(f):
+        return probe([f, mask], training=False).numpy()[0, 10]
+
+    ref = at10(feats)
+    for t, moves in ((13, True), (7, True), (14, False), (6, False)):
+        changed = feats.copy()
+        changed[0, t] += 1.0
+        assert (not np.allclose(at10(changed), ref)) == moves, t
+
+
 def test_token_dropout_zeroes_whole_tokens_in_float_training_only():
     """Word dropout: in training each token's F features are all zeroed or all scaled by
     1/(1-p); at inference, and in the static model QAT and export use, it is absent."""
