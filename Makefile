@@ -57,7 +57,7 @@ $(EACH_LANG_CRF):
 	    --model pnlp_mixer --crf)
 
 .PHONY: mtop-each-crf $(EACH_LANG_CRF)
-# the same with the wider window of size base-w3 (README "Thai: a wider window")
+# the same with the wider window of size base-w3 (README "Thai with a wider window")
 EACH_LANG_CRF_W3 = $(foreach l,es fr de hi th,mtop-$(l)-crf-w3)
 $(EACH_LANG_CRF_W3): mtop-%-crf-w3:
 	$(call run,build --dataset mtop --data-dir $(DATA)/mtop --languages $* --model pnlp_mixer --size base-w3 --crf)
@@ -426,7 +426,7 @@ mtop-en-kd6-aug4-best:
 mtop-en-kd6-seed1-best:
 	$(call chain,$(EN6_MEMBER_CHAIN) teacher-en-ens6-aug3-seed1 mtop-en-crf-kd6-aug3-24-t1-seed1)
 
-# One language's distillation chain (README "One language distilled"): the English teacher
+# One language's distillation chain (README "MTOP, one language distilled"): the English teacher
 # recipe cut to four members of the same kinds (batch 64, word dropout 0.1, pQRNN, the plain
 # per-language recipe mtop-LANG-crf), their ensemble labelling three slot-substituted copies, and
 # the 24-epoch temperature-1 student of the 80.1 English run. `make mtop-LANG-kd4-best`,

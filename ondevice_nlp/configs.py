@@ -36,8 +36,8 @@ SIZES = {
     # fewer MinHash buckets (F=432, against 1024), so that the bottleneck keeps base's
     # parameter count (7 * 432 * 216 = 653 K against 3 * 1024 * 216 = 664 K). For scripts
     # written without spaces (Thai), where the tokenizer gives one token per character
-    # (``projection_ref`` step 2) and base's window sees 3 characters (README "Thai: a wider
-    # window").
+    # (``projection_ref`` step 2) and base's window sees 3 characters (README "Thai with a
+    # wider window": 63.1 MTOP th EM against base's 62.8, one run each: no clear gain).
     "base-w3": ModelSize(ProjectionConfig("minhash", 432, 64, 0, 64, 0, shape=1), 3,
                          MixerConfig(hidden=216, num_blocks=2, token_hidden=256,
                                      channel_hidden=256, dropout=0.3, feature_dropout=0.3,

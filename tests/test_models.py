@@ -170,7 +170,7 @@ def test_named_sizes_have_the_documented_parameter_counts(size, params):
 
 
 def test_base_w3_reads_seven_tokens_with_no_more_bottleneck_weights_than_base():
-    """Size base-w3 (configs.py; README "Thai: a wider window"): the bottleneck reads tokens
+    """Size base-w3 (configs.py; README "Thai with a wider window"): the bottleneck reads tokens
     t-3 .. t+3 over F=432 buckets, and its kernel is no larger than base's (3 x 1024 x 216)."""
     import tf_keras as keras
     from ondevice_nlp import pipeline
