@@ -51,18 +51,21 @@ mtop-all-crf:
 
 # one model per language (six files), each with the English recipe and the slot CRF;
 # mtop-en-crf above is the English one
-EACH_LANG_CRF = $(foreach l,es fr de hi th,mtop-$(l)-crf)
-$(EACH_LANG_CRF):
-	$(call run,build --dataset mtop --data-dir $(DATA)/mtop --languages $(patsubst mtop-%-crf,%,$@) \
-	    --model pnlp_mixer --crf)
+# EACH_LANGS: the languages other than English; LANG_DATA: the MTOP data of the one a static
+# pattern rule's stem ($*) names
+EACH_LANGS = es fr de hi th
+LANG_DATA = --dataset mtop --data-dir $(DATA)/mtop --languages $*
+EACH_LANG_CRF = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf)
+$(EACH_LANG_CRF): mtop-%-crf:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf)
 
 .PHONY: mtop-each-crf $(EACH_LANG_CRF)
 mtop-each-crf: mtop-en-crf $(EACH_LANG_CRF)
 
 # the same with the wider window of size base-w3 (README "Thai with a wider window")
-EACH_LANG_CRF_W3 = $(foreach l,es fr de hi th,mtop-$(l)-crf-w3)
+EACH_LANG_CRF_W3 = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf-w3)
 $(EACH_LANG_CRF_W3): mtop-%-crf-w3:
-	$(call run,build --dataset mtop --data-dir $(DATA)/mtop --languages $* --model pnlp_mixer --size base-w3 --crf)
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --size base-w3 --crf)
 
 .PHONY: $(EACH_LANG_CRF_W3)
 
@@ -431,15 +434,13 @@ mtop-en-kd6-seed1-best:
 # per-language recipe mtop-LANG-crf), their ensemble labelling three slot-substituted copies, and
 # the 24-epoch temperature-1 student of the 80.1 English run. `make mtop-LANG-kd4-best`,
 # LANG one of es fr de hi th (Spanish: about 2 h 15 min on 2 cores, members two at a time).
-KD_LANGS = es fr de hi th
-LANG_DATA = --dataset mtop --data-dir $(DATA)/mtop --languages $*
 LANG_MEMBERS = runs/mtop-$*-crf-bs64,runs/mtop-$*-crf-td10,runs/pqrnn-$*-crf,runs/mtop-$*-crf
-LANG_BS64 = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-bs64)
-LANG_TD10 = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-td10)
-LANG_PQRNN = $(foreach l,$(KD_LANGS),pqrnn-$(l)-crf)
-LANG_TEACHER = $(foreach l,$(KD_LANGS),teacher-$(l)-ens4-aug3)
-LANG_STUDENT = $(foreach l,$(KD_LANGS),mtop-$(l)-crf-kd4-aug3-24-t1)
-LANG_CHAIN = $(foreach l,$(KD_LANGS),mtop-$(l)-kd4-best)
+LANG_BS64 = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf-bs64)
+LANG_TD10 = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf-td10)
+LANG_PQRNN = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf)
+LANG_TEACHER = $(foreach l,$(EACH_LANGS),teacher-$(l)-ens4-aug3)
+LANG_STUDENT = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf-kd4-aug3-24-t1)
+LANG_CHAIN = $(foreach l,$(EACH_LANGS),mtop-$(l)-kd4-best)
 .PHONY: $(LANG_BS64) $(LANG_TD10) $(LANG_PQRNN) $(LANG_TEACHER) $(LANG_STUDENT) $(LANG_CHAIN)
 $(LANG_BS64): mtop-%-crf-bs64:
 	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf --batch-size 64)

@@ -48,6 +48,12 @@ EN4_STEPS = ["mtop-en-crf-bs64", "mtop-en-crf-td10", "mtop-en-aug", "pqrnn-en-cr
 EN6_MEMBER_STEPS = EN4_STEPS + ["mtop-en-crf-kd4-aug2-16-bs64"]
 
 
+def _lang_kd4_steps(lang):
+    """One language's chain (mtop-LANG-kd4-best): four members, their teacher, its student."""
+    return [f"mtop-{lang}-crf-bs64", f"mtop-{lang}-crf-td10", f"pqrnn-{lang}-crf", f"mtop-{lang}-crf",
+            f"teacher-{lang}-ens4-aug3", f"mtop-{lang}-crf-kd4-aug3-24-t1"]
+
+
 @pytest.mark.parametrize("chain,steps", [
     ("massive-all-best", ["massive-all", "massive-pqrnn-all", "massive-bilstm-all",
                           "massive-transformer-all", "massive-teacher-all-ens", "massive-all-crf-kd"]),
@@ -58,10 +64,7 @@ EN6_MEMBER_STEPS = EN4_STEPS + ["mtop-en-crf-kd4-aug2-16-bs64"]
     ("mtop-en-kd6-aug4-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug4", "mtop-en-crf-kd6-aug4-24-t1"]),
     ("mtop-en-kd6-seed1-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug3-seed1",
                                                    "mtop-en-crf-kd6-aug3-24-t1-seed1"]),
-    ("mtop-es-kd4-best", ["mtop-es-crf-bs64", "mtop-es-crf-td10", "pqrnn-es-crf", "mtop-es-crf",
-                          "teacher-es-ens4-aug3", "mtop-es-crf-kd4-aug3-24-t1"]),
-    ("mtop-th-kd4-best", ["mtop-th-crf-bs64", "mtop-th-crf-td10", "pqrnn-th-crf", "mtop-th-crf",
-                          "teacher-th-ens4-aug3", "mtop-th-crf-kd4-aug3-24-t1"]),
+    *((f"mtop-{lang}-kd4-best", _lang_kd4_steps(lang)) for lang in ("es", "th")),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
     ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
                                "mtop-all-crf-kd2-aug"]),
