@@ -69,6 +69,13 @@ $(EACH_LANG_CRF_W3): mtop-%-crf-w3:
 
 .PHONY: $(EACH_LANG_CRF_W3)
 
+# the same with letter n-gram units in the projection, size base-ng4 (README "Thai with letter n-grams")
+EACH_LANG_CRF_NG4 = $(foreach l,$(EACH_LANGS),mtop-$(l)-crf-ng4)
+$(EACH_LANG_CRF_NG4): mtop-%-crf-ng4:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --size base-ng4 --crf)
+
+.PHONY: $(EACH_LANG_CRF_NG4)
+
 # the same with a moving average of the weights in the float phase (README "Slot CRF")
 mtop-en-crf-ema:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --ema 0.998)

@@ -99,6 +99,7 @@ std::string ValidateConfig(const Config& c) {
       {"max_tokens", 1, kMaxMaxTokens, c.max_tokens},
       {"seed", 0, std::numeric_limits<int32_t>::max(), c.seed},
       {"shape", 0, 1, c.shape},
+      {"ngram", 0, kMaxNgram, c.ngram},
   };
   for (const Field& f : fields) {
     if (f.value < f.lo || f.value > f.hi) return RangeError(f.name, f.lo, f.hi, f.value);
@@ -106,6 +107,11 @@ std::string ValidateConfig(const Config& c) {
   if (c.shape == 1 && c.feature_size < kMinShapeFeatureSize) {
     return "feature_size must be >= " + std::to_string(kMinShapeFeatureSize) +
            " with shape=1, got " + std::to_string(c.feature_size);
+  }
+  if (c.ngram == 1) return "ngram must be 0 (off) or in [2, 8], got 1";
+  if (c.ngram != 0 && c.method != Method::kMinHash) {
+    return "ngram must be 0 with method id " + std::to_string(method) + ", got " +
+           std::to_string(c.ngram);
   }
   if (c.method == Method::kHashId) {
     if (c.feature_size < kMinHashIdVocab) {
@@ -119,12 +125,15 @@ std::string ValidateConfig(const Config& c) {
 }
 
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
-  if ((size != kConfigSizeV1 && size != kConfigSizeV2) || vec == nullptr) {
+  if ((size != kConfigSizeV1 && size != kConfigSizeV2 && size != kConfigSizeV3) ||
+      vec == nullptr) {
     return "bad projection config vector: expected 7 int32 values [version=1, method, F, N, w, "
-           "S, seed] or 8 [version=2, method, F, N, w, S, seed, shape], got " +
-           std::to_string(size);
+           "S, seed], 8 [version=2, method, F, N, w, S, seed, shape] or 9 [version=3, method, "
+           "F, N, w, S, seed, shape, ngram], got " + std::to_string(size);
   }
-  const int32_t version = size == kConfigSizeV1 ? kConfigVersionV1 : kConfigVersionV2;
+  const int32_t version = size == kConfigSizeV1   ? kConfigVersionV1
+                          : size == kConfigSizeV2 ? kConfigVersionV2
+                                                  : kConfigVersionV3;
   if (vec[0] != version) {
     return "bad projection config vector: version must be " + std::to_string(version) +
            " in a vector of " + std::to_string(size) + " values, got " + std::to_string(vec[0]);
@@ -140,7 +149,8 @@ std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
   c.window = vec[4];
   c.max_tokens = vec[5];
   c.seed = vec[6];
-  c.shape = size == kConfigSizeV2 ? vec[7] : 0;
+  c.shape = size >= kConfigSizeV2 ? vec[7] : 0;
+  c.ngram = size == kConfigSizeV3 ? vec[8] : 0;
   std::string error = ValidateConfig(c);
   if (!error.empty()) return error;
   *config = c;
@@ -297,6 +307,17 @@ Projector::Projector(const Config& config) : config_(config) {
     ring_words_.resize(ring * num_words_);
   }
   if (config_.shape) ring_shape_.resize(ring);
+  if (config_.ngram > 0) {
+    pending_size_ = config_.ngram;
+    const size_t p = static_cast<size_t>(pending_size_);
+    pending_fp_.resize(p * static_cast<size_t>(config_.num_hashes));
+    pending_bytes_.resize(p * 4 * kMaxTokenChars);
+    pending_len_.resize(p);
+    pending_start_.resize(p);
+    pending_end_.resize(p);
+    pending_nospace_.resize(p);
+    pending_shape_.resize(p);
+  }
 }
 
 void Projector::StartToken(size_t start, size_t end, uint32_t cp, CharClass cls) {
@@ -345,7 +366,7 @@ void Projector::AppendChar(size_t end, uint32_t cp) {
   token_.num_chars = n + 1;
 }
 
-void Projector::MinHashIndices(uint32_t* index) {
+void Projector::MinHashFingerprint(uint64_t* fp) {
   // Close the frame: pieces are 0x02, the code points, 0x03.
   const int n = token_.num_chars;  // >= 1
   const uint16_t at = token_.bounds[n + 1];
@@ -353,7 +374,6 @@ void Projector::MinHashIndices(uint32_t* index) {
   token_.bounds[n + 2] = static_cast<uint16_t>(at + 1);
 
   const size_t num_hashes = fingerprint_.size();
-  uint64_t* fp = fingerprint_.data();
   std::fill(fp, fp + num_hashes, std::numeric_limits<uint64_t>::max());
   // One unit per trigram of pieces: n + 2 pieces give n trigrams.
   for (int u = 0; u < n; ++u) {
@@ -367,6 +387,10 @@ void Projector::MinHashIndices(uint32_t* index) {
       fp[k] = h < fp[k] ? h : fp[k];
     }
   }
+}
+
+void Projector::FingerprintIndices(const uint64_t* fp, uint32_t* index) const {
+  const size_t num_hashes = fingerprint_.size();
   const uint64_t h = static_cast<uint64_t>(hashed_size_);  // F, or F - 4 before the shape flags
   for (size_t k = 0; k < num_hashes; ++k) index[k] = static_cast<uint32_t>(fp[k] % h);
 }
@@ -394,13 +418,67 @@ uint32_t Projector::HashId() const {
 void Projector::HashToken(int t) {
   const size_t slot = static_cast<size_t>(t % ring_size_);
   if (config_.method == Method::kMinHash) {
-    MinHashIndices(ring_index_.data() + slot * fingerprint_.size());
+    MinHashFingerprint(fingerprint_.data());
+    FingerprintIndices(fingerprint_.data(), ring_index_.data() + slot * fingerprint_.size());
   } else if (config_.method == Method::kHashId) {
     ring_id_[slot] = HashId();
   } else {
     TernaryWords(ring_words_.data() + slot * num_words_);
   }
   if (config_.shape) ring_shape_[slot] = ShapeBits();
+}
+
+void Projector::PendToken(int t) {
+  const size_t p = static_cast<size_t>(t % pending_size_);
+  const size_t num_hashes = fingerprint_.size();
+  MinHashFingerprint(pending_fp_.data() + p * num_hashes);
+  // The lowercased code points without the 0x02 frame byte (at most 4 * kMaxTokenChars).
+  const uint16_t len = static_cast<uint16_t>(token_.bounds[token_.num_chars + 1] - 1);
+  std::memcpy(pending_bytes_.data() + p * 4 * kMaxTokenChars, token_.bytes + 1, len);
+  pending_len_[p] = len;
+  pending_start_[p] = token_.start;
+  pending_end_[p] = token_.end;
+  pending_nospace_[p] = token_.cls == kNoSpace ? 1 : 0;
+  if (config_.shape) pending_shape_[p] = ShapeBits();
+}
+
+void Projector::AddNgrams(int t) {
+  const size_t num_hashes = fingerprint_.size();
+  const size_t ps = static_cast<size_t>(pending_size_);
+  for (int n = 2; n <= config_.ngram; ++n) {
+    const int first = t - n + 1;
+    if (first < 0) break;
+    // The stretch first..t stays inside a run of touching nospace tokens when
+    // its new front pair does (the pairs after it were checked for n - 1).
+    const size_t a = static_cast<size_t>(first) % ps;
+    const size_t b = static_cast<size_t>(first + 1) % ps;
+    if (!pending_nospace_[a] || !pending_nospace_[b] || pending_end_[a] != pending_start_[b]) {
+      break;
+    }
+    uint64_t h = Fnv1a64(&kNgramUnitPrefix, 1);
+    for (int i = first; i <= t; ++i) {
+      const size_t q = static_cast<size_t>(i) % ps;
+      h = Fnv1a64(pending_bytes_.data() + q * 4 * kMaxTokenChars, pending_len_[q], h);
+    }
+    uint64_t x = Fmix64(h ^ seed_mix_);
+    uint64_t* unit = fingerprint_.data();  // derived hashes of this unit
+    for (size_t k = 0; k < num_hashes; ++k) {
+      x += kGolden;  // base + (k + 1) * kGolden
+      unit[k] = Fmix64(x);
+    }
+    for (int i = first; i <= t; ++i) {
+      uint64_t* fp = pending_fp_.data() + (static_cast<size_t>(i) % ps) * num_hashes;
+      for (size_t k = 0; k < num_hashes; ++k) fp[k] = unit[k] < fp[k] ? unit[k] : fp[k];
+    }
+  }
+}
+
+void Projector::FinishToken(int u) {
+  const size_t p = static_cast<size_t>(u % pending_size_);
+  const size_t slot = static_cast<size_t>(u % ring_size_);
+  const size_t num_hashes = fingerprint_.size();
+  FingerprintIndices(pending_fp_.data() + p * num_hashes, ring_index_.data() + slot * num_hashes);
+  if (config_.shape) ring_shape_[slot] = pending_shape_[p];
 }
 
 void Projector::WriteRow(int row, int num_tokens, float* features) {
@@ -448,7 +526,9 @@ bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mas
   if (len > 0 && data == nullptr) failure = "null input data";
 
   // Tokens are hashed as they close; row r is written as soon as token r + w
-  // is known (or the text ended).
+  // is known (or the text ended). With ngram = K, token t waits for token
+  // t + K - 1 (lag), the last token of the last n-gram that can contain it.
+  const int lag = config_.ngram > 0 ? config_.ngram - 1 : 0;
   int num_tokens = 0;
   bool open = false;  // token_ holds an unfinished token
   auto emit = [&]() -> bool {
@@ -460,8 +540,18 @@ bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mas
     offsets[2 * static_cast<size_t>(t)] = static_cast<int32_t>(token_.start);
     offsets[2 * static_cast<size_t>(t) + 1] = static_cast<int32_t>(token_.end);
     mask[t] = 1.0f;
-    HashToken(t);
-    if (t - w >= 0) WriteRow(t - w, num_tokens, features);
+    if (lag == 0) {
+      HashToken(t);
+      if (t - w >= 0) WriteRow(t - w, num_tokens, features);
+      return true;
+    }
+    PendToken(t);
+    AddNgrams(t);
+    const int u = t - lag;  // no n-gram that ends later contains token u
+    if (u >= 0) {
+      FinishToken(u);
+      if (u - w >= 0) WriteRow(u - w, num_tokens, features);
+    }
     return true;
   };
   size_t pos = 0;
@@ -494,7 +584,11 @@ bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mas
     std::memset(offsets, 0, static_cast<size_t>(s) * 2 * sizeof(int32_t));
     return false;
   }
-  // The last w token rows, then padding rows.
+  // The last `lag` tokens, then the last w token rows, then padding rows.
+  for (int u = std::max(0, num_tokens - lag); lag > 0 && u < num_tokens; ++u) {
+    FinishToken(u);
+    if (u - w >= 0) WriteRow(u - w, num_tokens, features);
+  }
   for (int row = std::max(0, num_tokens - w); row < num_tokens; ++row) {
     WriteRow(row, num_tokens, features);
   }

@@ -15,6 +15,9 @@
 //     last feature slots (first code point upper case, all caps, some decimal
 //     digit, all decimal digits), after the extra features of the pQRNN
 //     reference op;
+//   * optionally (config version 3, ngram = K in 2..8, MinHash only) letter
+//     n-gram units: every stretch of 2..K touching nospace tokens (Thai
+//     letters) joins the MinHash units of each of its tokens;
 //
 // with the reference's own UTF-8 decoder (one U+FFFD per ill-formed byte),
 // tokenizer (space / single / nospace / word classes, Thai and Lao marks),
@@ -42,11 +45,14 @@ namespace projection {
 // Layouts of the int32 config vector (ProjectionConfig.to_vector()):
 //   version 1, 7 entries: [1, method id, F, N, w, S, seed]         (shape = 0)
 //   version 2, 8 entries: [2, method id, F, N, w, S, seed, shape]  (shape 0 or 1)
+//   version 3, 9 entries: [3, method id, F, N, w, S, seed, shape, ngram]
 constexpr int kConfigSizeV1 = 7;
 constexpr int kConfigSizeV2 = 8;
-constexpr int kMaxConfigSize = kConfigSizeV2;
+constexpr int kConfigSizeV3 = 9;
+constexpr int kMaxConfigSize = kConfigSizeV3;
 constexpr int32_t kConfigVersionV1 = 1;
 constexpr int32_t kConfigVersionV2 = 2;
+constexpr int32_t kConfigVersionV3 = 3;
 
 // Limits, identical to ProjectionConfig.__post_init__ (inclusive).
 constexpr int32_t kMaxFeatureSize = 1 << 16;
@@ -59,6 +65,10 @@ constexpr int kMaxTokenChars = 64;
 // (NUM_SHAPE_FEATURES), and the smallest F allowed then (MIN_SHAPE_FEATURE_SIZE).
 constexpr int32_t kNumShapeFeatures = 4;
 constexpr int32_t kMinShapeFeatureSize = 8;
+// Largest ngram (MAX_NGRAM) and the first byte of a letter n-gram unit
+// (NGRAM_UNIT_PREFIX).
+constexpr int32_t kMaxNgram = 8;
+constexpr uint8_t kNgramUnitPrefix = 0x04;
 
 // Hash constants.
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
@@ -78,6 +88,7 @@ struct Config {
   int32_t max_tokens = 64;      // S
   int32_t seed = 0;
   int32_t shape = 0;            // 1: last kNumShapeFeatures features are shape flags
+  int32_t ngram = 0;            // 0, or K in 2..8: letter n-gram units (MinHash only)
 
   // Features of one token before windowing: F, or 1 (the id) for hashid.
   int32_t TokenSize() const { return method == Method::kHashId ? 1 : feature_size; }
@@ -90,14 +101,16 @@ struct Config {
 };
 
 // Checks the limits of ProjectionConfig.__post_init__ (shape 0 or 1, and
-// F >= kMinShapeFeatureSize when shape = 1; hashid: F >= 2, w = 0, shape = 0). Returns "" when valid, otherwise
+// F >= kMinShapeFeatureSize when shape = 1; ngram 0 or 2..8, and 0 unless
+// MinHash; hashid: F >= 2, w = 0, shape = 0). Returns "" when valid, otherwise
 // a message naming the bad field and its value.
 std::string ValidateConfig(const Config& config);
 
 // Parses and validates an int32 config vector of `size` entries: 7 of version
-// 1 (method id 0, 1 or 2, then F, N, w, S, seed; shape = 0) or 8 of version 2
-// (the same, then shape). Returns "" and fills `*config` on success, otherwise
-// an error message (and leaves *config alone).
+// 1 (method id 0, 1 or 2, then F, N, w, S, seed; shape = 0), 8 of version 2
+// (the same, then shape) or 9 of version 3 (then shape, ngram). Returns "" and
+// fills `*config` on success, otherwise an error message (and leaves *config
+// alone).
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config);
 
 // ---- Hash primitives (exposed for tests and the sanitizer driver). ----
@@ -171,7 +184,16 @@ class Projector {
   uint8_t ShapeBits() const;
   // Hashes the finished token_ as token number `t` into its ring slot.
   void HashToken(int t);
-  void MinHashIndices(uint32_t* index);  // N Bloom filter indices of token_
+  // ngram > 0: keeps the finished token_ (number `t`) pending with its own
+  // fingerprint, then mins the n-grams that end at it into the fingerprints
+  // of their tokens.
+  void PendToken(int t);
+  void AddNgrams(int t);
+  // ngram > 0: token `u` has seen every n-gram that contains it; its Bloom
+  // filter indices and shape flags move to the ring slot of WriteRow.
+  void FinishToken(int u);
+  void MinHashFingerprint(uint64_t* fp);  // N-entry MinHash fingerprint of token_
+  void FingerprintIndices(const uint64_t* fp, uint32_t* index) const;  // fp % H
   void TernaryWords(uint64_t* words);    // ceil(F / 32) 2-bit feature words of token_
   uint32_t HashId() const;               // hashid: 1 + UnitHash(token_) % (F - 1)
   // Writes output row `row` (blocks of tokens row-w .. row+w, zeros for
@@ -192,6 +214,15 @@ class Projector {
   std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(H / 32)] packed features
   std::vector<uint8_t> ring_shape_;    // shape = 1: [2w + 1] ShapeBits()
   std::vector<uint32_t> ring_id_;      // hashid: [2w + 1] token ids
+  // ngram > 0: the last P = ngram tokens, whose fingerprints can still change.
+  int pending_size_ = 1;                // P
+  std::vector<uint64_t> pending_fp_;    // [P][N]
+  std::vector<uint8_t> pending_bytes_;  // [P][4 * kMaxTokenChars] lowercased UTF-8, no frame
+  std::vector<uint16_t> pending_len_;   // [P] bytes used
+  std::vector<size_t> pending_start_;   // [P] byte range in the input
+  std::vector<size_t> pending_end_;     // [P]
+  std::vector<uint8_t> pending_nospace_;  // [P] 1 for a nospace token
+  std::vector<uint8_t> pending_shape_;    // [P] ShapeBits() (shape = 1)
 };
 
 // Convenience wrapper: Projector(config).Run(...). Thread-safe.

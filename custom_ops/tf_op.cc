@@ -3,7 +3,8 @@
 //
 //   input:   string [B]     UTF-8 (any bytes accepted)
 //   config:  int32  [7]     ProjectionConfig.to_vector(): version 1, or
-//            int32  [8]     version 2 (last entry: shape, 0 or 1)
+//            int32  [8]     version 2 (last entry: shape, 0 or 1), or
+//            int32  [9]     version 3 (shape, then ngram: 0 or 2..8)
 //   features float32 [B, S, D]   D = (2w + 1) * F
 //   mask     float32 [B, S]
 //   offsets  int32   [B, S, 2]   UTF-8 byte start/end of each token
@@ -44,7 +45,7 @@ using ::tensorflow::shape_inference::ShapeHandle;
 absl::Status ConfigFromTensor(const Tensor& t, proj::Config* config) {
   if (t.dtype() != tensorflow::DT_INT32 || t.dims() != 1) {
     return absl::InvalidArgumentError(
-        "OndeviceProjection: config must be an int32 vector [7] or [8], got shape " +
+        "OndeviceProjection: config must be an int32 vector [7], [8] or [9], got shape " +
         t.shape().DebugString());
   }
   const std::string error =
@@ -79,10 +80,11 @@ absl::Status ProjectionShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &config_shape));
   const DimensionHandle config_size = c->Dim(config_shape, 0);
   if (c->ValueKnown(config_size) && c->Value(config_size) != proj::kConfigSizeV1 &&
-      c->Value(config_size) != proj::kConfigSizeV2) {
+      c->Value(config_size) != proj::kConfigSizeV2 &&
+      c->Value(config_size) != proj::kConfigSizeV3) {
     return absl::InvalidArgumentError(
-        "OndeviceProjection: config must be an int32 vector [7] (version 1) or [8] (version "
-        "2), got [" + std::to_string(c->Value(config_size)) + "]");
+        "OndeviceProjection: config must be an int32 vector [7] (version 1), [8] (version "
+        "2) or [9] (version 3), got [" + std::to_string(c->Value(config_size)) + "]");
   }
   const DimensionHandle batch = c->Dim(input, 0);
   DimensionHandle seq = c->UnknownDim();
@@ -191,7 +193,9 @@ input: string [B].
 config: int32 [7] = [version=1, method (0 minhash, 1 ternary, 2 hashid), F, N, w, S, seed], or
   int32 [8] = [version=2, method, F, N, w, S, seed, shape]; shape=1 puts 4 token shape
   flags (first code point upper case, all caps, some digit, all digits) in the last
-  4 of each token's F features.
+  4 of each token's F features; or int32 [9] = [version=3, method, F, N, w, S, seed,
+  shape, ngram]; ngram=K (2..8, minhash only) adds the n-grams of 2..K touching
+  nospace tokens (Thai letters) to the MinHash units of each of their tokens.
 features: float32 [B, S, (2w+1)*F] ([B, S, 1] for hashid).
 mask: float32 [B, S], 1.0 for real tokens.
 offsets: int32 [B, S, 2], UTF-8 byte start and end of each token (0, 0 for padding).

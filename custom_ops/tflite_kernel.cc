@@ -3,8 +3,8 @@
 //
 //   input 0: kTfLiteString [B]  (TFLite string buffer: int32 count,
 //            int32 offsets[count + 1] from the buffer start, then the bytes)
-//   input 1: kTfLiteInt32 [7] or [8]  ProjectionConfig.to_vector() (version
-//            1 or 2), normally a constant of the model
+//   input 1: kTfLiteInt32 [7], [8] or [9]  ProjectionConfig.to_vector()
+//            (version 1, 2 or 3), normally a constant of the model
 //   output 0: float32 [B, S, D], output 1: float32 [B, S],
 //   output 2: int32 [B, S, 2]
 //
@@ -120,8 +120,10 @@ TfLiteStatus ReadConfig(TfLiteContext* context, const TfLiteTensor* t, proj::Con
     count *= t->dims->data[i];
     if (count > proj::kMaxConfigSize) break;
   }
-  if (t->dims->size != 1 || (count != proj::kConfigSizeV1 && count != proj::kConfigSizeV2)) {
-    return Fail(context, "config must be an int32 vector [7] (version 1) or [8] (version 2)");
+  if (t->dims->size != 1 || (count != proj::kConfigSizeV1 && count != proj::kConfigSizeV2 &&
+                             count != proj::kConfigSizeV3)) {
+    return Fail(context,
+                "config must be an int32 vector [7] (version 1), [8] (version 2) or [9] (version 3)");
   }
   const size_t bytes = sizeof(int32_t) * static_cast<size_t>(count);
   if (t->data.raw_const == nullptr || t->bytes < bytes) {
@@ -195,7 +197,8 @@ struct OpData {
 bool SameConfig(const proj::Config& a, const proj::Config& b) {
   return a.method == b.method && a.feature_size == b.feature_size &&
          a.num_hashes == b.num_hashes && a.window == b.window &&
-         a.max_tokens == b.max_tokens && a.seed == b.seed && a.shape == b.shape;
+         a.max_tokens == b.max_tokens && a.seed == b.seed && a.shape == b.shape &&
+         a.ngram == b.ngram;
 }
 
 void* Init(TfLiteContext*, const char*, size_t) { return new (std::nothrow) OpData(); }

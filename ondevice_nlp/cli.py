@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="pnlp_mixer",
                    choices=["pnlp_mixer", "pqrnn", "bilstm", "transformer"],
                    help="bilstm and transformer: the baselines over hashed token ids")
-    b.add_argument("--size", help="named size; pnlp_mixer: xsmall, base (default), base-w3 (window 3, F=432: Thai), xlarge (teacher member), tiny (tests); "
+    b.add_argument("--size", help="named size; pnlp_mixer: xsmall, base (default), base-w3 (window 3, F=432: Thai), base-ng4 (letter n-grams: Thai), xlarge (teacher member), tiny (tests); "
                                   "pqrnn: 1mb (default), 2mb, tiny (tests); bilstm, "
                                   "transformer: 1mb (default), tiny (tests)")
     b.add_argument("--out", required=True, help="output folder")

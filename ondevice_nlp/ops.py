@@ -15,8 +15,9 @@ core (``custom_ops/projection.cc``) implements it for both runtimes, and the
 tests hold the three bit-for-bit equal.
 
 Shapes and dtypes, for a batch of B strings and a config vector
-``ProjectionConfig.to_vector()`` (int32 [7] = [1, method, F, N, w, S, seed], or
-int32 [8] = [2, method, F, N, w, S, seed, shape] with token shape features):
+``ProjectionConfig.to_vector()`` (int32 [7] = [1, method, F, N, w, S, seed],
+int32 [8] = [2, method, F, N, w, S, seed, shape] with token shape features, or
+int32 [9] = [3, method, F, N, w, S, seed, shape, ngram] with letter n-grams):
 
 * ``features``: float32 [B, S, (2w+1)*F]
 * ``mask``: float32 [B, S] (1.0 for real tokens, 0.0 for padding)
@@ -131,7 +132,7 @@ def projection(texts, config_vector, name: str | None = None):
 
     Args:
       texts: tf.string [B] (anything ``tf.convert_to_tensor`` accepts).
-      config_vector: int32 [7] (version 1) or [8] (version 2)
+      config_vector: int32 [7] (version 1), [8] (version 2) or [9] (version 3)
         ``ProjectionConfig.to_vector()`` (a ``ProjectionConfig`` is accepted too). A constant config gives static
         S and D in graphs (needed for TFLite conversion).
       name: optional op name.

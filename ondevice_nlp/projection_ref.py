@@ -81,6 +81,17 @@ Pipeline for one input string (``bytes``):
 
    So "Call" gives 1, 0, 0, 0; "NASA" 1, 1, 0, 0; "8pm" 0, 0, 1, 0; "350"
    0, 0, 1, 1; U+FFFD (invalid bytes) is neither upper case nor a digit.
+   With ``ngram = K`` (config version 3, minhash only; K in 2..8, 0 is off)
+   a *nospace* token's MinHash units also include the letter n-grams around
+   it: tokens of the nospace class that touch (each one's byte end is the
+   next one's byte start) form runs, and every stretch of 2..K consecutive
+   tokens of a run gives the unit ``0x04 + the normalized bytes of its
+   tokens`` (step 3, without the 0x02/0x03 frame), which joins the units of
+   each token of the stretch (the fingerprint is the minimum over them all).
+   So a Thai letter's fingerprint also reads the syllables and words it is
+   part of, up to K letters: conjunctions of letters that the bottleneck,
+   linear over a window of single letters, cannot form. Only the kept tokens
+   (the first S) take part; other scripts' features are those of ``ngram=0``.
 6. **Window** (pNLP-Mixer): the features of tokens ``i-w .. i+w`` are
    concatenated, zeros outside the text; output size ``(2w+1) * F``.
 
@@ -94,7 +105,9 @@ id 0 minhash, 1 ternary, 2 hashid):
 version 1, 7 entries ``[1, method, F, N, w, S, seed]`` (``shape=0``, every
 model made before version 2); version 2, 8 entries ``[2, method, F, N, w, S,
 seed, shape]`` (written for ``shape=1``; ``shape=0`` is accepted and equals
-version 1).
+version 1); version 3, 9 entries ``[3, method, F, N, w, S, seed, shape,
+ngram]`` (written for ``ngram > 0``; ``ngram=0`` is accepted and equals
+version 2).
 """
 
 from __future__ import annotations
@@ -116,6 +129,12 @@ CONFIG_VERSION = 1
 """Version of a 7-entry config vector (no shape features)."""
 SHAPE_CONFIG_VERSION = 2
 """Version of an 8-entry config vector, whose last entry is ``shape``."""
+NGRAM_CONFIG_VERSION = 3
+"""Version of a 9-entry config vector: ``shape``, then ``ngram``."""
+MAX_NGRAM = 8
+"""Largest ``ngram`` (nospace tokens joined into one MinHash unit)."""
+NGRAM_UNIT_PREFIX = b"\x04"
+"""First byte of a letter n-gram unit (``ngram > 0``); trigram units start 0x02 or a letter."""
 NUM_SHAPE_FEATURES = 4
 """Token shape flags that take the last feature slots when ``shape=1``."""
 MIN_SHAPE_FEATURE_SIZE = 8
@@ -145,6 +164,9 @@ class ProjectionConfig:
       seed: non-negative int32 hash seed.
       shape: 0, or 1 for the 4 token shape flags in the last feature slots
         (config version 2; needs F >= 8; see the module doc, step 5).
+      ngram: 0, or K in 2..8: MinHash units also include the n-grams of 2..K
+        touching nospace tokens (Thai letters) around each such token (config
+        version 3, minhash only; module doc, step 5).
 
     Raises:
       ValueError: a field out of range (its name is in the message).
@@ -157,16 +179,22 @@ class ProjectionConfig:
     max_tokens: int = 64
     seed: int = 0
     shape: int = 0
+    ngram: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         for name, lo, hi in (("feature_size", 1, 1 << 16), ("num_hashes", 1, 4096),
                              ("window", 0, 16), ("max_tokens", 1, 4096),
-                             ("seed", 0, (1 << 31) - 1), ("shape", 0, 1)):
+                             ("seed", 0, (1 << 31) - 1), ("shape", 0, 1),
+                             ("ngram", 0, MAX_NGRAM)):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+        if self.ngram == 1:
+            raise ValueError("ngram must be 0 (off) or in [2, 8], got 1")
+        if self.ngram and self.method != "minhash":
+            raise ValueError(f"ngram must be 0 with method {self.method}, got {self.ngram}")
         if self.shape and self.feature_size < MIN_SHAPE_FEATURE_SIZE:
             raise ValueError(f"feature_size must be >= {MIN_SHAPE_FEATURE_SIZE} with shape=1, "
                              f"got {self.feature_size}")
@@ -197,25 +225,29 @@ class ProjectionConfig:
         """The op's config input (int32).
 
         Returns int32 [7] ``[1, method id, F, N, w, S, seed]`` (version 1) when
-        ``shape=0``, so configs without shape features keep their version-1
-        vector; int32 [8] ``[2, method id, F, N, w, S, seed, 1]`` when ``shape=1``.
+        ``shape=0`` and ``ngram=0``, so older configs keep their vector; int32 [8]
+        ``[2, method id, F, N, w, S, seed, 1]`` when ``shape=1`` and ``ngram=0``;
+        int32 [9] ``[3, method id, F, N, w, S, seed, shape, ngram]`` when ``ngram > 0``.
         """
         vec = [METHODS.index(self.method), self.feature_size, self.num_hashes, self.window,
                self.max_tokens, self.seed]
+        if self.ngram:
+            return np.array([NGRAM_CONFIG_VERSION, *vec, self.shape, self.ngram], dtype=np.int32)
         if self.shape:
             return np.array([SHAPE_CONFIG_VERSION, *vec, self.shape], dtype=np.int32)
         return np.array([CONFIG_VERSION, *vec], dtype=np.int32)
 
     @classmethod
     def from_vector(cls, vec: Sequence[int]) -> "ProjectionConfig":
-        """Inverse of ``to_vector``: 7 entries of version 1, or 8 of version 2 (last: shape).
+        """Inverse of ``to_vector``: 7 entries of version 1, 8 of version 2 (last:
+        shape) or 9 of version 3 (shape, ngram).
 
         Raises:
           ValueError: another length, a version that does not match it, an
             unknown method id or a field out of range.
         """
         vec = [int(v) for v in vec]
-        versions = {7: CONFIG_VERSION, 8: SHAPE_CONFIG_VERSION}
+        versions = {7: CONFIG_VERSION, 8: SHAPE_CONFIG_VERSION, 9: NGRAM_CONFIG_VERSION}
         if (len(vec) not in versions or vec[0] != versions[len(vec)]
                 or not 0 <= vec[1] < len(METHODS)):
             raise ValueError(f"bad projection config vector {vec}")
@@ -415,16 +447,25 @@ def _with_shape(feat: np.ndarray, cps: Sequence[int], cfg: ProjectionConfig) -> 
     return feat
 
 
-def minhash_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
-    """float32 [F]: counting Bloom filter of the token's MinHash fingerprint.
-
-    Indices modulo ``cfg.hashed_size`` (F, or F - 4 followed by the shape flags).
-    """
+def minhash_fingerprint(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
+    """uint64 [N]: MinHash fingerprint of the token's character trigram units."""
     chars = [b"\x02", *normalize_token(cps), b"\x03"]
     fp = None
     for i in range(len(chars) - 2):
         h = derived_hashes(unit_hash(b"".join(chars[i:i + 3]), cfg.seed), cfg.num_hashes)
         fp = h if fp is None else np.minimum(fp, h)
+    return fp
+
+
+def minhash_features(cps: Sequence[int], cfg: ProjectionConfig,
+                     fingerprint: np.ndarray | None = None) -> np.ndarray:
+    """float32 [F]: counting Bloom filter of the token's MinHash fingerprint.
+
+    Indices modulo ``cfg.hashed_size`` (F, or F - 4 followed by the shape flags).
+    ``fingerprint`` (uint64 [N]) replaces ``minhash_fingerprint(cps, cfg)``
+    when given (``ngram_fingerprints``).
+    """
+    fp = minhash_fingerprint(cps, cfg) if fingerprint is None else fingerprint
     idx = (fp % np.uint64(cfg.hashed_size)).astype(np.int64)
     feat = np.bincount(idx, minlength=cfg.feature_size).astype(np.float32)
     return _with_shape(feat, cps, cfg)
@@ -449,6 +490,31 @@ def hashid_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
     return np.array([1 + base % (cfg.feature_size - 1)], dtype=np.float32)
 
 
+def ngram_fingerprints(toks: Sequence[tuple[int, int, Sequence[int]]],
+                       cfg: ProjectionConfig) -> list[np.ndarray]:
+    """uint64 [N] per token: MinHash over its trigrams and, with ``cfg.ngram = K``,
+    the letter n-gram units (2..K touching nospace tokens) that contain it.
+
+    ``toks`` are ``tokenize``'s (byte start, byte end, code points) triples
+    (module doc, step 5, ``ngram``).
+    """
+    fps = [minhash_fingerprint(cps, cfg) for _, _, cps in toks]
+    data = [b"".join(normalize_token(cps)) for _, _, cps in toks]
+    nospace = [char_class(cps[0]) == NOSPACE for _, _, cps in toks]
+    for last in range(len(toks)):
+        for n in range(2, cfg.ngram + 1):
+            first = last - n + 1
+            # Stop at the first stretch that leaves the run: longer ones leave it too.
+            if first < 0 or not (nospace[first] and nospace[first + 1]
+                                 and toks[first][1] == toks[first + 1][0]):
+                break
+            unit = NGRAM_UNIT_PREFIX + b"".join(data[first:last + 1])
+            h = derived_hashes(unit_hash(unit, cfg.seed), cfg.num_hashes)
+            for t in range(first, last + 1):
+                fps[t] = np.minimum(fps[t], h)
+    return fps
+
+
 _FEATURE_FNS = {"minhash": minhash_features, "ternary": ternary_features,
                 "hashid": hashid_features}
 
@@ -461,8 +527,12 @@ def project_one(data: bytes | str, cfg: ProjectionConfig):
     toks = tokenize(data, S)
     per_tok = np.zeros((S + 2 * w, F), dtype=np.float32)
     fn = _FEATURE_FNS[cfg.method]
-    for t, (_, _, cps) in enumerate(toks):
-        per_tok[t + w] = fn(cps, cfg)
+    if cfg.ngram:
+        for t, ((_, _, cps), fp) in enumerate(zip(toks, ngram_fingerprints(toks, cfg))):
+            per_tok[t + w] = minhash_features(cps, cfg, fp)
+    else:
+        for t, (_, _, cps) in enumerate(toks):
+            per_tok[t + w] = fn(cps, cfg)
     n = len(toks)
     feats = np.zeros((S, cfg.output_size), dtype=np.float32)
     for t in range(n):

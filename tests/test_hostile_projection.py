@@ -55,15 +55,15 @@ def _is_invalid_utf8(t: bytes) -> bool:
 
 
 def test_reference_tf_op_and_tflite_agree_on_hostile_corpus():
-    """3,270 strings on the first config, 870 on four more (two of config version 2, with
-    token shape features): bit-exact, valid shapes, no crash. (The 1 MiB strings run in
-    the sanitizer test below.)"""
+    """3,270 strings on the first config, 870 on six more (two of config version 2, with
+    token shape features, one of version 3, with letter n-grams): bit-exact, valid shapes, no
+    crash. (The 1 MiB strings run in the sanitizer test below.)"""
     stats = fz.run_corpus()
     print(stats)
     assert stats["problems"] == []
-    assert stats["strings"] >= 3000 and stats["configs"] == 6
-    assert stats["runs"] >= 6000
-    assert {len(v) for v in fz.CONFIG_VECTORS.values()} == {7, 8}  # both config versions
+    assert stats["strings"] >= 3000 and stats["configs"] == 7
+    assert stats["runs"] >= 8000
+    assert {len(v) for v in fz.CONFIG_VECTORS.values()} == {7, 8, 9}  # every config version
 
 
 def test_comparison_catches_a_wrong_kernel(monkeypatch):
@@ -169,14 +169,14 @@ def test_sanitizer_catches_a_bad_read_in_our_kernel(sanitized_ops):
 
 def test_sanitized_tf_op_and_tflite_kernel_over_hostile_corpus(sanitized_ops):
     """Both op libraries built with -fsanitize=address,undefined, loaded into Python through
-    ``ondevice_nlp.ops`` (ONDEVICE_NLP_LIB_DIR), run over 1,270 hostile strings with four
-    configs (two of version 2, with shape features) and the 1 MiB strings: no sanitizer
-    report, still bit-exact with the reference."""
+    ``ondevice_nlp.ops`` (ONDEVICE_NLP_LIB_DIR), run over 1,270 hostile strings with six
+    configs (two of version 2, with shape features, one of version 3, with letter n-grams) and
+    the 1 MiB strings: no sanitizer report, still bit-exact with the reference."""
     out, env = sanitized_ops
     code = ("import sys, fuzz_projection as fz; from ondevice_nlp import ops; "
             "print('libraries', ops.TF_OP_LIBRARY, ops.TFLITE_LIBRARY); "
             "sys.exit(fz.main(['corpus', '--cases', '1000', '--huge', "
-            "'--configs', 'minhash-base,ternary,minhash-shape,ternary-shape,hashid']))")
+            "'--configs', 'minhash-base,ternary,minhash-shape,ternary-shape,hashid,minhash-ngram']))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600, cwd=str(REPO / "tools"))
     _assert_no_sanitizer_report(proc)
@@ -185,7 +185,7 @@ def test_sanitized_tf_op_and_tflite_kernel_over_hostile_corpus(sanitized_ops):
     summary = proc.stdout.strip().splitlines()[-1]
     assert summary.startswith("corpus: ") and summary.endswith("mismatches=0"), proc.stdout
     counts = dict(kv.split("=") for kv in summary.split()[1:])
-    assert int(counts["strings"]) >= 1250 and int(counts["configs"]) == 5
+    assert int(counts["strings"]) >= 1250 and int(counts["configs"]) == 6
 
 
 # --------------------------------------------------------------------------

@@ -203,6 +203,23 @@ def test_base_w3_reads_seven_tokens_with_no_more_bottleneck_weights_than_base():
         assert (not np.allclose(at10(changed), ref)) == moves, t
 
 
+def test_base_ng4_is_base_with_letter_ngrams_in_the_projection():
+    """Size base-ng4 (configs.py; README "Thai with letter n-grams"): base's network and
+    parameter count over a projection of config version 3 (ngram=4)."""
+    import dataclasses
+
+    from ondevice_nlp import pipeline
+
+    spec = pipeline.model_spec("pnlp_mixer")
+    base, ng4 = spec.get_size("base", None, None), spec.get_size("base-ng4", None, None)
+    assert ng4.projection == dataclasses.replace(base.projection, ngram=4)
+    assert ng4.projection.to_vector().tolist()[0] == 3
+    assert (ng4.window, ng4.net) == (base.window, base.net)
+    assert spec.build(ng4, dynamic=False, num_intents=113, num_tags=149).count_params() == 1_090_575
+    # build's --max-tokens override keeps the n-grams
+    assert spec.get_size("base-ng4", 32, None).projection.ngram == 4
+
+
 def test_token_dropout_zeroes_whole_tokens_in_float_training_only():
     """Word dropout: in training each token's F features are all zeroed or all scaled by
     1/(1-p); at inference, and in the static model QAT and export use, it is absent."""

@@ -1,7 +1,7 @@
 """Hashing projection: pinned hash vectors, NumPy reference == TF op == TFLite
 kernel (bit for bit), invalid inputs, and an ASan/UBSan run of the C++ core
-and TFLite kernel through a standalone driver. Config versions 1 (7 entries)
-and 2 (8 entries, token shape features) both."""
+and TFLite kernel through a standalone driver. Config versions 1 (7 entries),
+2 (8 entries, token shape features) and 3 (9 entries, letter n-grams)."""
 
 from __future__ import annotations
 
@@ -172,8 +172,10 @@ def test_config_vectors_versions_and_round_trips():
     same = ref.ProjectionConfig.from_vector([2, 0, 1024, 64, 1, 64, 0, 0])
     assert same == v1 and same.to_vector().tolist() == [1, 0, 1024, 64, 1, 64, 0]
     assert dataclasses.asdict(v1) == {"method": "minhash", "feature_size": 1024, "num_hashes": 64,
-                                      "window": 1, "max_tokens": 64, "seed": 0, "shape": 0}
-    old = {k: v for k, v in dataclasses.asdict(v1).items() if k != "shape"}  # a version-1 dict
+                                      "window": 1, "max_tokens": 64, "seed": 0, "shape": 0,
+                                      "ngram": 0}
+    # dicts written before the shape (version 2) and ngram (version 3) fields load as before
+    old = {k: v for k, v in dataclasses.asdict(v1).items() if k not in ("shape", "ngram")}
     assert ref.ProjectionConfig(**old) == v1
     # Version 2 with shape=0 projects exactly as version 1.
     for a, b in zip(ref.project(SHAPE_TEXTS, same), ref.project(SHAPE_TEXTS, v1)):
@@ -195,6 +197,103 @@ def test_smallest_shape_config():
     feats, _, _ = ref.project_one("NASA 12", cfg)
     assert feats[:, :4].sum(axis=1).tolist() == [64, 64, 0, 0]
     assert feats[:, 4:].tolist() == [[1, 1, 0, 0], [0, 0, 1, 1], [0] * 4, [0] * 4]
+
+
+# --------------------------------------------------------------------------
+# (a2) Letter n-gram units (config version 3, ``ngram``).
+# --------------------------------------------------------------------------
+
+NGRAM_MINHASH = ref.ProjectionConfig("minhash", 1024, 64, 1, 64, 0, shape=1, ngram=4)  # base-ng4
+NGRAM_SMALL = ref.ProjectionConfig("minhash", 64, 16, 0, 12, 0, ngram=3)
+NGRAM_PINS = {  # text: (sha256[:16] of project_one with NGRAM_MINHASH, with NGRAM_SMALL)
+    "ส่งข้อความสุขสันต์วันปีใหม่ให้ Steve และ Steve": ("72adc92576c4741c", "887f1717076525de"),
+    "ตั้งเวลา 7 โมง": ("a1796c31bd8e522a", "8e72ca062312a459"),
+    "日本語のテキスト": ("29f1b0ddbdebacfb", "b3a328a4a7fa0a5f"),
+    "set an alarm": ("d2cc07c86d79c6fa", "df894fff68a2fcee"),
+}
+
+
+@pytest.mark.parametrize("text", list(NGRAM_PINS))
+def test_pinned_ngram_projection(text):
+    for cfg, digest in zip((NGRAM_MINHASH, NGRAM_SMALL), NGRAM_PINS[text]):
+        out = ref.project_one(text, cfg)
+        assert _digest(out) == digest, (cfg.ngram, _digest(out))
+        n, h = int(out[1].sum()), cfg.hashed_size
+        block = out[0][:n, cfg.window * cfg.feature_size:][:, :h]  # the token's own block
+        assert block.sum(axis=1).tolist() == [cfg.num_hashes] * n  # no count lost
+
+
+def test_pinned_ngram_units():
+    # "เพื่อน" (friend) is four tokens: เ, พื่, อ, น; the unit of a stretch is 0x04 + its bytes.
+    toks = ref.tokenize("เพื่อน", 8)
+    assert [b"".join(ref.normalize_token(c)).decode() for _, _, c in toks] == ["เ", "พื่", "อ", "น"]
+    assert ref.unit_hash(b"\x04" + "เพื่".encode(), 0) == 10146232657158489809
+    fps = ref.ngram_fingerprints(toks, NGRAM_SMALL)
+    assert [np.nonzero(ref.minhash_features(c, NGRAM_SMALL, fp))[0].tolist()
+            for (_, _, c), fp in zip(toks, fps)] == [
+        [4, 5, 8, 11, 14, 20, 21, 25, 31, 32, 33, 40, 53, 54, 63],
+        [4, 7, 14, 20, 21, 25, 30, 31, 37, 39, 40, 47, 54, 56, 59],
+        [6, 7, 18, 20, 21, 22, 31, 33, 40, 42, 46, 53, 56, 59],
+        [4, 7, 21, 22, 23, 28, 31, 36, 42, 46, 51, 58, 59]]
+    # the fingerprint is the minimum over the token's trigrams and its stretches
+    own = ref.minhash_fingerprint(toks[1][2], NGRAM_SMALL)
+    unit = ref.derived_hashes(ref.unit_hash(b"\x04" + "เพื่".encode(), 0), 16)
+    assert (fps[1] <= np.minimum(own, unit)).all() and (fps[1] < own).any()
+
+
+def _rows(text, cfg):
+    feats, mask, _ = ref.project_one(text, cfg)
+    return feats[:int(mask.sum())]
+
+
+def test_ngram_reach_and_runs():
+    """With ngram = K and window 0, a Thai letter's features change with the letters up to K - 1
+    away in its run and with nothing else: not beyond, not across a space or a Latin letter."""
+    k3 = dataclasses.replace(NGRAM_SMALL, ngram=3)
+    base = _rows("กขคงจฉชซ", k3)  # 8 letters, one token each
+    swapped = _rows("กขคญจฉชซ", k3)  # token 3 replaced
+    changed = [not np.array_equal(a, b) for a, b in zip(base, swapped)]
+    assert changed == [False, True, True, True, True, True, False, False]
+    plain = dataclasses.replace(k3, ngram=0)
+    assert [not np.array_equal(a, b) for a, b in zip(_rows("กขคงจฉชซ", plain),
+                                                     _rows("กขคญจฉชซ", plain))] == [False] * 3 + [True] + [False] * 4
+    # runs end at a space and at a token of another class
+    np.testing.assert_array_equal(_rows("กข คง", k3)[:2], _rows("กข", k3))
+    np.testing.assert_array_equal(_rows("กขAคง", k3)[:2], _rows("กข", k3))
+    np.testing.assert_array_equal(_rows("กขAคง", k3)[2:], _rows("A คง", k3))
+    # a lone Thai letter and every other script: the features of ngram=0
+    for text in ("ก", "set an alarm for 7 am", "नमस्ते दुनिया", "Ωμέγα 12", "ก a ข"):
+        np.testing.assert_array_equal(_rows(text, k3), _rows(text, plain))
+    # CJK characters are nospace tokens too; only the kept tokens (first S) take part
+    assert not np.array_equal(_rows("日本語", k3), _rows("日本語", plain))
+    short = dataclasses.replace(k3, max_tokens=2)
+    np.testing.assert_array_equal(_rows("กขคง", short), _rows("กข", short))
+
+
+def test_ngram_config_vectors_and_validation():
+    vec = NGRAM_MINHASH.to_vector()
+    assert vec.dtype == np.int32 and vec.tolist() == [3, 0, 1024, 64, 1, 64, 0, 1, 4]
+    assert ref.ProjectionConfig.from_vector(vec) == NGRAM_MINHASH
+    assert ref.ProjectionConfig(**dataclasses.asdict(NGRAM_MINHASH)) == NGRAM_MINHASH
+    assert NGRAM_SMALL.to_vector().tolist() == [3, 0, 64, 16, 0, 12, 0, 0, 3]
+    # version 3 with ngram=0 is the version-2 (or -1) config and projects as it
+    same = ref.ProjectionConfig.from_vector([3, 0, 1024, 64, 1, 64, 0, 1, 0])
+    assert same == dataclasses.replace(NGRAM_MINHASH, ngram=0)
+    assert same.to_vector().tolist() == [2, 0, 1024, 64, 1, 64, 0, 1]
+    for bad in ([3, 0, 1024, 64, 1, 64, 0, 1], [2, 0, 1024, 64, 1, 64, 0, 1, 4],
+                [3, 1, 1024, 64, 1, 64, 0, 1, 4], [3, 0, 1024, 64, 1, 64, 0, 1, 1],
+                [3, 0, 1024, 64, 1, 64, 0, 1, 9], [3, 0, 1024, 64, 1, 64, 0, 1, -1]):
+        with pytest.raises(ValueError):
+            ref.ProjectionConfig.from_vector(bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(ngram=1), dict(ngram=9), dict(ngram=-1), dict(ngram=2.0),
+    dict(method="ternary", ngram=2), dict(method="hashid", window=0, feature_size=100, ngram=3),
+])
+def test_ngram_config_validation(kwargs):
+    with pytest.raises(ValueError, match="ngram"):
+        ref.ProjectionConfig(**kwargs)
 
 
 # --------------------------------------------------------------------------
@@ -279,14 +378,32 @@ CONFIGS = [
     ref.ProjectionConfig("hashid", 8000, 1, 0, 64, 0),
     ref.ProjectionConfig("hashid", 2, 1, 0, 5, INT32_MAX),
     ref.ProjectionConfig("hashid", 65536, 4096, 0, 24, 7),
+    # Version 3: letter n-gram units (also run on THAI_TEXTS, see texts_for).
+    NGRAM_MINHASH,
+    ref.ProjectionConfig("minhash", 16, 4, 2, 9, 7, ngram=8),
+    ref.ProjectionConfig("minhash", 32, 8, 0, 3, INT32_MAX, ngram=5),
+    ref.ProjectionConfig("minhash", 8, 3, 1, 5, 123, shape=1, ngram=2),
 ]
+NGRAM_CONFIGS = CONFIGS[-4:]
 TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6], CONFIGS[9], CONFIGS[11],
-                  CONFIGS[13], CONFIGS[15]]
+                  CONFIGS[13], CONFIGS[15], *NGRAM_CONFIGS[:2]]
+THAI_TEXTS = tuple(t.encode() for t in (
+    "ส่งข้อความสุขสันต์วันปีใหม่ให้ Steve และ Steve", "ตั้งแต่วันอังคาร กลุ่มเพื่อนร่วมงานได้ส่งข้อความหาฉันบ้างไหม",
+    "ช่วยส่งข้อความไปยังเธรดยูเอฟโอได้ไหม", "จับเวลาหลังสี่ชั่วโมงเก้านาทีและสี่ชั่วโมงสี่สิบห้านาที" * 3,
+    "พรุ่งนี้ฟีนิกซ์\u200bจะอากาศร้อนแค่ไหน", "ก", "กข", "ก ข", "ก่ำ๓", "ເພາະວ່າ ລາວ", "日本語のテキスト abc 中文分词",
+    "กAข1ค\u0e31\u0e48ง", "\u0e48\u0e31กข", "ก\xa0ข\u3000ค", "ก" * 70 + "ข่" * 30))
+
+
+def texts_for(cfg: ref.ProjectionConfig) -> tuple[bytes, ...]:
+    """The corpus, and for ngram configs runs of Thai letters besides (its random texts have few)."""
+    return corpus() + (THAI_TEXTS + tuple(b"\xff".join(THAI_TEXTS[:3]).split(b" "))
+                       if cfg.ngram else ())
 
 
 def _cfg_id(cfg: ref.ProjectionConfig) -> str:
     return (f"{cfg.method}-F{cfg.feature_size}-N{cfg.num_hashes}-w{cfg.window}"
-            f"-S{cfg.max_tokens}-seed{cfg.seed}" + ("-shape" if cfg.shape else ""))
+            f"-S{cfg.max_tokens}-seed{cfg.seed}" + ("-shape" if cfg.shape else "")
+            + (f"-ngram{cfg.ngram}" if cfg.ngram else ""))
 
 
 @functools.lru_cache(maxsize=None)
@@ -324,7 +441,7 @@ def ops(tf):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
 def test_tf_op_matches_reference(ops, cfg):
-    texts = corpus()
+    texts = texts_for(cfg)
     got = ops.projection(list(texts), cfg.to_vector())
     assert_bit_exact([t.numpy() for t in got], reference(texts, cfg), _cfg_id(cfg))
 
@@ -353,17 +470,17 @@ def test_tf_op_shapes_and_empty_batch(ops, tf):
     assert f.shape == (0, 16, 64) and m.shape == (0, 16) and o.shape == (0, 16, 2)
 
 
-def test_tf_op_accepts_config_of_7_or_8_entries(ops, tf):
-    """One graph, config of unknown length: version 1 (7 entries) and 2 (8 entries)."""
-    v1, v2 = CONFIGS[1], CONFIGS[10]
+def test_tf_op_accepts_config_of_7_8_or_9_entries(ops, tf):
+    """One graph, config of unknown length: version 1 (7 entries), 2 (8) and 3 (9)."""
+    v1, v2, v3 = CONFIGS[1], CONFIGS[10], NGRAM_CONFIGS[1]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32)])
     def any_config(x, c):
         return ops.projection(x, c)
 
-    texts = corpus()[-12:]
-    for cfg in (v1, v2):
-        assert len(cfg.to_vector()) == (8 if cfg.shape else 7)
+    texts = corpus()[-12:] + THAI_TEXTS
+    for cfg in (v1, v2, v3):
+        assert len(cfg.to_vector()) == (9 if cfg.ngram else 8 if cfg.shape else 7)
         got = any_config(tf.constant(list(texts)), tf.constant(cfg.to_vector()))
         assert_bit_exact([t.numpy() for t in got], reference(texts, cfg), _cfg_id(cfg))
 
@@ -373,14 +490,14 @@ def test_tf_op_accepts_config_of_7_or_8_entries(ops, tf):
 
     out = const_v2.get_concrete_function().structured_outputs
     assert [o.shape.as_list() for o in out] == [[None, 5, 40], [None, 5], [None, 5, 2]]
-    for size in (6, 9):
+    for size in (6, 10):
         with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=r"\[7\]"):
             tf.function(ops.projection, input_signature=[
                 tf.TensorSpec([None], tf.string),
                 tf.TensorSpec([size], tf.int32)]).get_concrete_function()
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[6]], ids=_cfg_id)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[6], NGRAM_MINHASH], ids=_cfg_id)
 def test_tf_op_huge_strings(ops, cfg):
     texts = huge_strings()
     start = time.perf_counter()
@@ -402,6 +519,10 @@ BAD_VECTORS = [
     [2, 2, 16, 4, 1, 8, 0, 1], [2, 0, 16, 4, 1, 8, -1, 1], [2, 0, 16, 4, 1, 8, 0, 1, 0],
     # hashid (method 2): vocabulary >= 2, window 0, shape 0; no method 3.
     [1, 2, 1, 4, 0, 8, 0], [2, 2, 16, 4, 0, 8, 0, 1], [1, 3, 16, 4, 0, 8, 0],
+    # Version 3: 9 entries, ngram 0 or 2..8, minhash only.
+    [3, 0, 16, 4, 1, 8, 0, 0, 1], [3, 0, 16, 4, 1, 8, 0, 0, 9], [3, 0, 16, 4, 1, 8, 0, 1, -1],
+    [3, 1, 16, 4, 1, 8, 0, 0, 2], [3, 2, 16, 4, 0, 8, 0, 0, 2], [2, 0, 16, 4, 1, 8, 0, 1, 4],
+    [3, 0, 16, 4, 1, 8, 0, 2, 4], [3, 0, 16, 4, 1, 8, 0, 1, 4, 0],
 ]
 
 
@@ -474,7 +595,7 @@ def run_tflite(interpreter, texts, config=None):
 def test_tflite_matches_reference(ops, cfg):
     model = tflite_model(cfg)
     interpreter = ops.make_interpreter(model_content=model)
-    texts = corpus()
+    texts = texts_for(cfg)
     assert_bit_exact(run_tflite(interpreter, texts), reference(texts, cfg), "batch")
     # Re-prepare with other batch sizes on the same interpreter.
     for i in (0, 3, 17):
@@ -530,20 +651,23 @@ def test_tflite_runtime_config_input(ops):
         run_tflite(interpreter, texts, [7, 0, 16, 4, 1, 8, 0])
 
 
-def test_tflite_runtime_config_of_7_or_8_entries(ops):
-    """Config input of any length: version 1 (7 entries) and version 2 (8) on one
-    interpreter (the kernel rebuilds its cached projector when shape changes)."""
+def test_tflite_runtime_config_of_7_8_or_9_entries(ops):
+    """Config input of any length: version 1 (7 entries), 2 (8) and 3 (9) on one
+    interpreter (the kernel rebuilds its cached projector when the config changes)."""
     v1 = CONFIGS[6]
     v2 = dataclasses.replace(v1, shape=1)
     interpreter = ops.make_interpreter(
         model_content=tflite_model(v1, runtime_config=True, config_size=None))
-    texts = corpus()[-12:]
-    for cfg in (v1, v2, v1, CONFIGS[12]):
+    texts = corpus()[-12:] + THAI_TEXTS
+    # the last two differ in ngram only: the cached projector must not be reused
+    for cfg in (v1, v2, v1, CONFIGS[12], NGRAM_CONFIGS[1], NGRAM_CONFIGS[3], v1, NGRAM_CONFIGS[1],
+                dataclasses.replace(NGRAM_CONFIGS[1], ngram=0), NGRAM_CONFIGS[1]):
         assert_bit_exact(run_tflite(interpreter, texts, cfg.to_vector()), reference(texts, cfg),
                          _cfg_id(cfg))
     for bad, match in (([2, 1, 33, 1, 2, 7, 99, 5], "shape"), ([2, 1, 7, 1, 2, 7, 99, 1], "feature_size"),
                        ([1, 1, 33, 1, 2, 7, 99, 1], "version"), ([2, 1, 33, 1, 2, 7], r"\[7\]"),
-                       ([2, 1, 33, 1, 2, 7, 99, 1, 0], r"\[7\]")):
+                       ([2, 1, 33, 1, 2, 7, 99, 1, 0], "version"),
+                       ([3, 1, 33, 1, 2, 7, 99, 1, 2], "ngram"), ([3, 0, 33, 1, 2, 7, 99, 1, 4, 0], r"\[7\]")):
         with pytest.raises(RuntimeError, match=match):
             run_tflite(interpreter, texts, bad)
 
@@ -552,10 +676,12 @@ def test_tflite_runtime_config_of_7_or_8_entries(ops):
                                  [1, 9, 1024, 64, 1, 64, 0], [1, 0, 1024, 64, 1, 64, -5],
                                  [1, 0, 1024, 64, 99, 64, 0], [1, 0, 1024, 64, 1, 0, 0],
                                  [2, 0, 1024, 64, 1, 64, 0, 2], [2, 0, 7, 64, 1, 64, 0, 1],
-                                 [1, 0, 1024, 64, 1, 64, 0, 1], [2, 0, 1024, 64, 1, 64, 0, -1]])
+                                 [1, 0, 1024, 64, 1, 64, 0, 1], [2, 0, 1024, 64, 1, 64, 0, -1],
+                                 [3, 0, 1024, 64, 1, 64, 0, 1, 9], [3, 1, 1024, 64, 1, 64, 0, 1, 4],
+                                 [2, 0, 1024, 64, 1, 64, 0, 1, 4]])
 def test_invalid_config_tflite(ops, vec):
     """A model whose constant config was corrupted: an error, never a crash."""
-    base = CONFIGS[9] if len(vec) == 8 else CONFIGS[0]
+    base = {8: CONFIGS[9], 9: NGRAM_MINHASH}.get(len(vec), CONFIGS[0])
     model = tflite_model(base)
     good = base.to_vector().tobytes()
     assert model.count(good) == 1
@@ -679,9 +805,12 @@ def test_sanitized_driver_selftest(sanitize_driver):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7], CONFIGS[9],
-                                 CONFIGS[10], CONFIGS[11], CONFIGS[13], CONFIGS[14]], ids=_cfg_id)
+                                 CONFIGS[10], CONFIGS[11], CONFIGS[13], CONFIGS[14], *NGRAM_CONFIGS],
+                         ids=_cfg_id)
 def test_sanitized_driver_checksums_match_reference(sanitize_driver, tmp_path, cfg):
     texts = list(corpus()[:30]) + list(corpus()[-len(SHAPE_TEXTS) - 1:])
+    if cfg.ngram:
+        texts += THAI_TEXTS
     path = tmp_path / "batch.bin"
     path.write_bytes(cfg.to_vector().tobytes() + _string_buffer(texts))
     proc = _run_driver(sanitize_driver, "checksum", str(path))

@@ -358,7 +358,8 @@ def check_core(cache: Path, driver: Path) -> list[dict]:
                 ProjectionConfig("ternary", 128, 1, 0, 64, 3),
                 ProjectionConfig("ternary", 64, 1, 1, 16, 0),
                 ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1),
-                ProjectionConfig("hashid", 8000, 1, 0, 64, 0)):
+                ProjectionConfig("hashid", 8000, 1, 0, 64, 0),
+                ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1, ngram=4)):
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
             f.write(cfg.to_vector().tobytes() + _string_buffer(texts))
         try:

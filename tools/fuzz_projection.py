@@ -62,6 +62,7 @@ CONFIG_VECTORS = {
     "minhash-shape": [2, 0, 64, 8, 1, 16, 7, 1],
     "ternary-shape": [2, 1, 37, 1, 2, 7, 99, 1],
     "hashid": [1, 2, 8000, 1, 0, 16, 3],  # the baselines' token ids (vocabulary 8000)
+    "minhash-ngram": [3, 0, 64, 8, 1, 16, 7, 1, 3],  # letter n-grams (version 3; base-ng4: ngram 4)
 }
 DEFAULT_CASES = 3000
 DEFAULT_SEED = 20261123

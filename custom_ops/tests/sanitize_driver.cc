@@ -10,8 +10,8 @@
 //       bad configs, malformed string buffers, wrong tensor types). Exit 0
 //       when every expectation holds.
 //   sanitize_driver checksum FILE
-//       FILE = config vector (int32[7] of version 1, or int32[8] when its first
-//       value is 2: version 2) + a TFLite string buffer. Runs the kernel and
+//       FILE = config vector (int32[7] of version 1, int32[8] when its first
+//       value is 2, int32[9] when it is 3) + a TFLite string buffer. Runs the kernel and
 //       prints "features=<u64> mask=<u64> offsets=<u64>", each the sum over
 //       the output's little-endian uint32 words w_i of w_i * (2i + 1) mod 2^64.
 
@@ -389,6 +389,9 @@ std::vector<std::vector<int32_t>> ValidConfigs() {
       // hashid: one id per token, F = vocabulary size (2 .. 2^16), w = 0, shape = 0.
       {1, 2, 8000, 1, 0, 64, 0},  {1, 2, 2, 1, 0, 5, 7},  {1, 2, 65536, 4096, 0, 3, 2147483647},
       {2, 2, 300, 1, 0, 16, 9, 0},
+      // Version 3: letter n-grams of 2..ngram touching nospace tokens (minhash only).
+      {3, 0, 1024, 64, 1, 64, 0, 1, 4},  {3, 0, 7, 3, 0, 5, 99, 0, 2},  {3, 0, 16, 4, 2, 9, 7, 1, 8},
+      {3, 0, 32, 8, 1, 3, 0, 0, 5},      {3, 0, 16, 4, 1, 8, 0, 0, 0},  {3, 1, 16, 4, 1, 8, 0, 1, 0},
   };
 }
 
@@ -407,6 +410,9 @@ std::vector<std::vector<int32_t>> BadConfigs() {
       {2, 1, 16, 4, 1, 8, 0, kMin}, {2, 0, 7, 4, 1, 8, 0, 1}, {2, 1, 1, 1, 0, 8, 0, 1},
       {3, 0, 16, 4, 1, 8, 0, 1},  {0, 0, 16, 4, 1, 8, 0, 1},  {2, 0, 0, 4, 1, 8, 0, 0},
       {2, 0, 16, 4, 1, 8, 0, 1, 0},
+      {3, 1, 16, 4, 1, 8, 0, 0, 2},  {3, 2, 300, 1, 0, 16, 9, 0, 3}, {3, 0, 16, 4, 1, 8, 0, 0, 1},
+      {3, 0, 16, 4, 1, 8, 0, 0, 9},  {3, 0, 16, 4, 1, 8, 0, 0, -1}, {3, 0, 16, 4, 1, 8, 0, 0, kMin},
+      {3, 0, 16, 4, 1, 8, 0, 1, 2, 0},
       // hashid: vocabulary >= 2, no window, no shape flags; no method 3.
       {1, 2, 1, 1, 0, 8, 0},      {1, 2, 16, 4, 1, 8, 0},     {2, 2, 16, 4, 0, 8, 0, 1},
       {1, 3, 16, 4, 0, 8, 0},     {1, 2, 65537, 1, 0, 8, 0},
@@ -766,8 +772,9 @@ int ChecksumFile(const char* path) {
   }
   int32_t version;
   std::memcpy(&version, bytes.data(), 4);
-  const size_t config_size = version == proj::kConfigVersionV2 ? proj::kConfigSizeV2
-                                                                : proj::kConfigSizeV1;
+  const size_t config_size = version == proj::kConfigVersionV3   ? proj::kConfigSizeV3
+                             : version == proj::kConfigVersionV2 ? proj::kConfigSizeV2
+                                                                 : proj::kConfigSizeV1;
   if (bytes.size() < 4 * config_size + 4) {
     std::fprintf(stderr, "file too short\n");
     return 2;
