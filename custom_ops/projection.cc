@@ -300,7 +300,10 @@ Projector::Projector(const Config& config) : config_(config) {
   const size_t ring = static_cast<size_t>(ring_size_);
   if (config_.method == Method::kMinHash) {
     fingerprint_.resize(static_cast<size_t>(config_.num_hashes));
-    ring_index_.resize(ring * static_cast<size_t>(config_.num_hashes));
+    // ngram > 0: a token's own N indices, then N of its n-gram fingerprint.
+    index_stride_ = static_cast<size_t>(config_.num_hashes) * (config_.ngram > 0 ? 2 : 1);
+    ring_index_.resize(ring * index_stride_);
+    ring_count_.assign(ring, static_cast<uint32_t>(config_.num_hashes));
   } else if (config_.method == Method::kHashId) {
     ring_id_.resize(ring);
   } else {
@@ -311,6 +314,8 @@ Projector::Projector(const Config& config) : config_(config) {
     pending_size_ = config_.ngram;
     const size_t p = static_cast<size_t>(pending_size_);
     pending_fp_.resize(p * static_cast<size_t>(config_.num_hashes));
+    pending_index_.resize(p * static_cast<size_t>(config_.num_hashes));
+    pending_has_ngram_.resize(p);
     pending_bytes_.resize(p * 4 * kMaxTokenChars);
     pending_len_.resize(p);
     pending_start_.resize(p);
@@ -419,7 +424,7 @@ void Projector::HashToken(int t) {
   const size_t slot = static_cast<size_t>(t % ring_size_);
   if (config_.method == Method::kMinHash) {
     MinHashFingerprint(fingerprint_.data());
-    FingerprintIndices(fingerprint_.data(), ring_index_.data() + slot * fingerprint_.size());
+    FingerprintIndices(fingerprint_.data(), ring_index_.data() + slot * index_stride_);
   } else if (config_.method == Method::kHashId) {
     ring_id_[slot] = HashId();
   } else {
@@ -431,7 +436,11 @@ void Projector::HashToken(int t) {
 void Projector::PendToken(int t) {
   const size_t p = static_cast<size_t>(t % pending_size_);
   const size_t num_hashes = fingerprint_.size();
-  MinHashFingerprint(pending_fp_.data() + p * num_hashes);
+  MinHashFingerprint(fingerprint_.data());
+  FingerprintIndices(fingerprint_.data(), pending_index_.data() + p * num_hashes);
+  uint64_t* ngram_fp = pending_fp_.data() + p * num_hashes;  // no n-gram unit yet
+  std::fill(ngram_fp, ngram_fp + num_hashes, std::numeric_limits<uint64_t>::max());
+  pending_has_ngram_[p] = 0;
   // The lowercased code points without the 0x02 frame byte (at most 4 * kMaxTokenChars).
   const uint16_t len = static_cast<uint16_t>(token_.bounds[token_.num_chars + 1] - 1);
   std::memcpy(pending_bytes_.data() + p * 4 * kMaxTokenChars, token_.bytes + 1, len);
@@ -467,8 +476,10 @@ void Projector::AddNgrams(int t) {
       unit[k] = Fmix64(x);
     }
     for (int i = first; i <= t; ++i) {
-      uint64_t* fp = pending_fp_.data() + (static_cast<size_t>(i) % ps) * num_hashes;
+      const size_t q = static_cast<size_t>(i) % ps;
+      uint64_t* fp = pending_fp_.data() + q * num_hashes;
       for (size_t k = 0; k < num_hashes; ++k) fp[k] = unit[k] < fp[k] ? unit[k] : fp[k];
+      pending_has_ngram_[q] = 1;
     }
   }
 }
@@ -477,7 +488,13 @@ void Projector::FinishToken(int u) {
   const size_t p = static_cast<size_t>(u % pending_size_);
   const size_t slot = static_cast<size_t>(u % ring_size_);
   const size_t num_hashes = fingerprint_.size();
-  FingerprintIndices(pending_fp_.data() + p * num_hashes, ring_index_.data() + slot * num_hashes);
+  uint32_t* index = ring_index_.data() + slot * index_stride_;
+  std::memcpy(index, pending_index_.data() + p * num_hashes, num_hashes * sizeof(uint32_t));
+  ring_count_[slot] = static_cast<uint32_t>(num_hashes);
+  if (pending_has_ngram_[p]) {
+    FingerprintIndices(pending_fp_.data() + p * num_hashes, index + num_hashes);
+    ring_count_[slot] = static_cast<uint32_t>(2 * num_hashes);
+  }
   if (config_.shape) ring_shape_[slot] = pending_shape_[p];
 }
 
@@ -494,9 +511,9 @@ void Projector::WriteRow(int row, int num_tokens, float* features) {
     const size_t slot = static_cast<size_t>(t % ring_size_);
     if (config_.method == Method::kMinHash) {
       std::memset(block, 0, hashed_size_ * sizeof(float));
-      const size_t num_hashes = fingerprint_.size();
-      const uint32_t* index = ring_index_.data() + slot * num_hashes;
-      for (size_t k = 0; k < num_hashes; ++k) block[index[k]] += 1.0f;
+      const uint32_t* index = ring_index_.data() + slot * index_stride_;
+      const size_t count = ring_count_[slot];  // N, or 2N with an n-gram fingerprint
+      for (size_t k = 0; k < count; ++k) block[index[k]] += 1.0f;
     } else if (config_.method == Method::kHashId) {
       block[0] = static_cast<float>(ring_id_[slot]);  // < 2^16: exact in float32
     } else {

@@ -16,8 +16,9 @@
 //     digit, all decimal digits), after the extra features of the pQRNN
 //     reference op;
 //   * optionally (config version 3, ngram = K in 2..8, MinHash only) letter
-//     n-gram units: every stretch of 2..K touching nospace tokens (Thai
-//     letters) joins the MinHash units of each of its tokens;
+//     n-grams: every stretch of 2..K touching nospace tokens (Thai letters)
+//     is a unit of a second MinHash fingerprint of each of its tokens, counted
+//     into the same Bloom filter as the token's own;
 //
 // with the reference's own UTF-8 decoder (one U+FFFD per ill-formed byte),
 // tokenizer (space / single / nospace / word classes, Thai and Lao marks),
@@ -185,12 +186,13 @@ class Projector {
   // Hashes the finished token_ as token number `t` into its ring slot.
   void HashToken(int t);
   // ngram > 0: keeps the finished token_ (number `t`) pending with its own
-  // fingerprint, then mins the n-grams that end at it into the fingerprints
-  // of their tokens.
+  // Bloom filter indices; AddNgrams mins the n-grams that end at it into the
+  // n-gram fingerprints of their tokens.
   void PendToken(int t);
   void AddNgrams(int t);
-  // ngram > 0: token `u` has seen every n-gram that contains it; its Bloom
-  // filter indices and shape flags move to the ring slot of WriteRow.
+  // ngram > 0: token `u` has seen every n-gram that contains it; its own
+  // indices, those of its n-gram fingerprint (if it has one) and its shape
+  // flags move to the ring slot of WriteRow.
   void FinishToken(int u);
   void MinHashFingerprint(uint64_t* fp);  // N-entry MinHash fingerprint of token_
   void FingerprintIndices(const uint64_t* fp, uint32_t* index) const;  // fp % H
@@ -210,13 +212,17 @@ class Projector {
   size_t num_words_ = 0;     // ternary: ceil(H / 32) hash words per token
   Token token_;
   std::vector<uint64_t> fingerprint_;  // [N]
-  std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][N] Bloom filter indices (< H)
+  size_t index_stride_ = 0;            // minhash: N, or 2N when ngram > 0
+  std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][stride] Bloom filter indices (< H)
+  std::vector<uint32_t> ring_count_;   // minhash: [2w + 1] indices used (N, or 2N)
   std::vector<uint64_t> ring_words_;   // ternary: [2w + 1][ceil(H / 32)] packed features
   std::vector<uint8_t> ring_shape_;    // shape = 1: [2w + 1] ShapeBits()
   std::vector<uint32_t> ring_id_;      // hashid: [2w + 1] token ids
   // ngram > 0: the last P = ngram tokens, whose fingerprints can still change.
   int pending_size_ = 1;                // P
-  std::vector<uint64_t> pending_fp_;    // [P][N]
+  std::vector<uint32_t> pending_index_;  // [P][N] own Bloom filter indices
+  std::vector<uint64_t> pending_fp_;     // [P][N] n-gram fingerprint (all ones: none yet)
+  std::vector<uint8_t> pending_has_ngram_;  // [P] 1 once an n-gram unit was added
   std::vector<uint8_t> pending_bytes_;  // [P][4 * kMaxTokenChars] lowercased UTF-8, no frame
   std::vector<uint16_t> pending_len_;   // [P] bytes used
   std::vector<size_t> pending_start_;   // [P] byte range in the input

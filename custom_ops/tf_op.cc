@@ -194,8 +194,9 @@ config: int32 [7] = [version=1, method (0 minhash, 1 ternary, 2 hashid), F, N, w
   int32 [8] = [version=2, method, F, N, w, S, seed, shape]; shape=1 puts 4 token shape
   flags (first code point upper case, all caps, some digit, all digits) in the last
   4 of each token's F features; or int32 [9] = [version=3, method, F, N, w, S, seed,
-  shape, ngram]; ngram=K (2..8, minhash only) adds the n-grams of 2..K touching
-  nospace tokens (Thai letters) to the MinHash units of each of their tokens.
+  shape, ngram]; ngram=K (2..8, minhash only) counts, beside each nospace token's
+  own fingerprint, a MinHash over the stretches of 2..K touching nospace tokens
+  (Thai letters) that contain it.
 features: float32 [B, S, (2w+1)*F] ([B, S, 1] for hashid).
 mask: float32 [B, S], 1.0 for real tokens.
 offsets: int32 [B, S, 2], UTF-8 byte start and end of each token (0, 0 for padding).

@@ -42,11 +42,11 @@ SIZES = {
                          MixerConfig(hidden=216, num_blocks=2, token_hidden=256,
                                      channel_hidden=256, dropout=0.3, feature_dropout=0.3,
                                      intent_to_slots=True)),
-    # base whose projection adds letter n-gram units (config version 3, ngram=4): a token of a
-    # script written without spaces (a Thai letter) also reads, through its MinHash units, the
-    # 2-4 letter stretches around it (syllables, short words; ``projection_ref`` step 5), which
-    # base's linear bottleneck over single letters cannot form. Other scripts' features are
-    # base's. Same network and parameter count as base.
+    # base whose projection adds letter n-grams (config version 3, ngram=4): a token of a script
+    # written without spaces (a Thai letter) adds to its own features a second MinHash
+    # fingerprint over the 2-4 letter stretches around it (syllables, short words;
+    # ``projection_ref`` step 5), which base's linear bottleneck over single letters cannot
+    # form. Other scripts' features are base's. Same network and parameter count as base.
     "base-ng4": ModelSize(ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1, ngram=4), 1,
                           MixerConfig(hidden=216, num_blocks=2, token_hidden=256,
                                       channel_hidden=256, dropout=0.3, feature_dropout=0.3,

@@ -82,16 +82,18 @@ Pipeline for one input string (``bytes``):
    So "Call" gives 1, 0, 0, 0; "NASA" 1, 1, 0, 0; "8pm" 0, 0, 1, 0; "350"
    0, 0, 1, 1; U+FFFD (invalid bytes) is neither upper case nor a digit.
    With ``ngram = K`` (config version 3, minhash only; K in 2..8, 0 is off)
-   a *nospace* token's MinHash units also include the letter n-grams around
-   it: tokens of the nospace class that touch (each one's byte end is the
-   next one's byte start) form runs, and every stretch of 2..K consecutive
-   tokens of a run gives the unit ``0x04 + the normalized bytes of its
-   tokens`` (step 3, without the 0x02/0x03 frame), which joins the units of
-   each token of the stretch (the fingerprint is the minimum over them all).
-   So a Thai letter's fingerprint also reads the syllables and words it is
-   part of, up to K letters: conjunctions of letters that the bottleneck,
-   linear over a window of single letters, cannot form. Only the kept tokens
-   (the first S) take part; other scripts' features are those of ``ngram=0``.
+   a *nospace* token also reads the letter n-grams around it: tokens of the
+   nospace class that touch (each one's byte end is the next one's byte
+   start) form runs, and every stretch of 2..K consecutive tokens of a run
+   is the unit ``0x04 + the normalized bytes of its tokens`` (step 3,
+   without the 0x02/0x03 frame). A token's *n-gram fingerprint* is the
+   MinHash (N values, the same hashes) over the stretches that contain it;
+   it is counted into the same Bloom filter as the token's own fingerprint,
+   whose entries then sum to 2N (N for a token in no stretch). So a Thai
+   letter keeps its own features and adds the syllables and words it is part
+   of, up to K letters: conjunctions of letters that the bottleneck, linear
+   over a window of single letters, cannot form. Only the kept tokens (the
+   first S) take part; other scripts' features are those of ``ngram=0``.
 6. **Window** (pNLP-Mixer): the features of tokens ``i-w .. i+w`` are
    concatenated, zeros outside the text; output size ``(2w+1) * F``.
 
@@ -458,15 +460,17 @@ def minhash_fingerprint(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray
 
 
 def minhash_features(cps: Sequence[int], cfg: ProjectionConfig,
-                     fingerprint: np.ndarray | None = None) -> np.ndarray:
+                     ngram_fingerprint: np.ndarray | None = None) -> np.ndarray:
     """float32 [F]: counting Bloom filter of the token's MinHash fingerprint.
 
     Indices modulo ``cfg.hashed_size`` (F, or F - 4 followed by the shape flags).
-    ``fingerprint`` (uint64 [N]) replaces ``minhash_fingerprint(cps, cfg)``
-    when given (``ngram_fingerprints``).
+    ``ngram_fingerprint`` (uint64 [N], from ``ngram_fingerprints``), when given,
+    is counted into the same filter (entries then sum to 2N).
     """
-    fp = minhash_fingerprint(cps, cfg) if fingerprint is None else fingerprint
-    idx = (fp % np.uint64(cfg.hashed_size)).astype(np.int64)
+    fps = [minhash_fingerprint(cps, cfg)]
+    if ngram_fingerprint is not None:
+        fps.append(ngram_fingerprint)
+    idx = np.concatenate([fp % np.uint64(cfg.hashed_size) for fp in fps]).astype(np.int64)
     feat = np.bincount(idx, minlength=cfg.feature_size).astype(np.float32)
     return _with_shape(feat, cps, cfg)
 
@@ -491,14 +495,15 @@ def hashid_features(cps: Sequence[int], cfg: ProjectionConfig) -> np.ndarray:
 
 
 def ngram_fingerprints(toks: Sequence[tuple[int, int, Sequence[int]]],
-                       cfg: ProjectionConfig) -> list[np.ndarray]:
-    """uint64 [N] per token: MinHash over its trigrams and, with ``cfg.ngram = K``,
-    the letter n-gram units (2..K touching nospace tokens) that contain it.
+                       cfg: ProjectionConfig) -> list[np.ndarray | None]:
+    """Per token, uint64 [N]: the MinHash over the letter n-gram units (stretches
+    of 2..``cfg.ngram`` touching nospace tokens) that contain it, or None when
+    the token is in no stretch.
 
     ``toks`` are ``tokenize``'s (byte start, byte end, code points) triples
     (module doc, step 5, ``ngram``).
     """
-    fps = [minhash_fingerprint(cps, cfg) for _, _, cps in toks]
+    fps: list[np.ndarray | None] = [None] * len(toks)
     data = [b"".join(normalize_token(cps)) for _, _, cps in toks]
     nospace = [char_class(cps[0]) == NOSPACE for _, _, cps in toks]
     for last in range(len(toks)):
@@ -511,7 +516,7 @@ def ngram_fingerprints(toks: Sequence[tuple[int, int, Sequence[int]]],
             unit = NGRAM_UNIT_PREFIX + b"".join(data[first:last + 1])
             h = derived_hashes(unit_hash(unit, cfg.seed), cfg.num_hashes)
             for t in range(first, last + 1):
-                fps[t] = np.minimum(fps[t], h)
+                fps[t] = h if fps[t] is None else np.minimum(fps[t], h)
     return fps
 
 

@@ -206,10 +206,10 @@ def test_smallest_shape_config():
 NGRAM_MINHASH = ref.ProjectionConfig("minhash", 1024, 64, 1, 64, 0, shape=1, ngram=4)  # base-ng4
 NGRAM_SMALL = ref.ProjectionConfig("minhash", 64, 16, 0, 12, 0, ngram=3)
 NGRAM_PINS = {  # text: (sha256[:16] of project_one with NGRAM_MINHASH, with NGRAM_SMALL)
-    "ส่งข้อความสุขสันต์วันปีใหม่ให้ Steve และ Steve": ("72adc92576c4741c", "887f1717076525de"),
-    "ตั้งเวลา 7 โมง": ("a1796c31bd8e522a", "8e72ca062312a459"),
-    "日本語のテキスト": ("29f1b0ddbdebacfb", "b3a328a4a7fa0a5f"),
-    "set an alarm": ("d2cc07c86d79c6fa", "df894fff68a2fcee"),
+    "ส่งข้อความสุขสันต์วันปีใหม่ให้ Steve และ Steve": ("0cc5ab027ab7cc9b", "5ae5b8faab86defd"),
+    "ตั้งเวลา 7 โมง": ("9756098677f9bd86", "ee0dcba4f0178ed4"),
+    "日本語のテキスト": ("05c271715eb9213d", "925ef452a63bbd30"),
+    "set an alarm": ("d2cc07c86d79c6fa", "df894fff68a2fcee"),  # no nospace token: as ngram=0
 }
 
 
@@ -220,7 +220,14 @@ def test_pinned_ngram_projection(text):
         assert _digest(out) == digest, (cfg.ngram, _digest(out))
         n, h = int(out[1].sum()), cfg.hashed_size
         block = out[0][:n, cfg.window * cfg.feature_size:][:, :h]  # the token's own block
-        assert block.sum(axis=1).tolist() == [cfg.num_hashes] * n  # no count lost
+        # N counts of its own fingerprint, N more for a token in a stretch of touching letters
+        toks = ref.tokenize(text, cfg.max_tokens)
+        in_run = [any(0 < j - i < cfg.ngram and all(
+            ref.char_class(toks[m][2][0]) == ref.NOSPACE for m in range(i, j + 1)) and all(
+            toks[m][1] == toks[m + 1][0] for m in range(i, j)) for i in range(len(toks))
+            for j in range(len(toks)) if i <= t <= j) for t in range(n)]
+        assert block.sum(axis=1).tolist() == [cfg.num_hashes * (1 + r) for r in in_run]
+        assert any(in_run) == (text != "set an alarm")
 
 
 def test_pinned_ngram_units():
@@ -231,14 +238,22 @@ def test_pinned_ngram_units():
     fps = ref.ngram_fingerprints(toks, NGRAM_SMALL)
     assert [np.nonzero(ref.minhash_features(c, NGRAM_SMALL, fp))[0].tolist()
             for (_, _, c), fp in zip(toks, fps)] == [
-        [4, 5, 8, 11, 14, 20, 21, 25, 31, 32, 33, 40, 53, 54, 63],
-        [4, 7, 14, 20, 21, 25, 30, 31, 37, 39, 40, 47, 54, 56, 59],
-        [6, 7, 18, 20, 21, 22, 31, 33, 40, 42, 46, 53, 56, 59],
-        [4, 7, 21, 22, 23, 28, 31, 36, 42, 46, 51, 58, 59]]
-    # the fingerprint is the minimum over the token's trigrams and its stretches
-    own = ref.minhash_fingerprint(toks[1][2], NGRAM_SMALL)
-    unit = ref.derived_hashes(ref.unit_hash(b"\x04" + "เพื่".encode(), 0), 16)
-    assert (fps[1] <= np.minimum(own, unit)).all() and (fps[1] < own).any()
+        [1, 4, 5, 7, 8, 11, 13, 14, 17, 19, 20, 21, 22, 23, 25, 27, 30, 31, 32, 33, 40, 44, 53,
+         54, 57, 63],
+        [3, 4, 7, 14, 17, 20, 21, 22, 25, 30, 31, 33, 35, 37, 38, 39, 40, 41, 44, 47, 49, 53, 54,
+         56, 59, 63],
+        [2, 3, 6, 7, 18, 20, 21, 22, 23, 26, 30, 31, 33, 37, 38, 40, 42, 46, 53, 56, 59, 60],
+        [1, 4, 5, 7, 9, 12, 14, 18, 19, 21, 22, 23, 28, 31, 36, 39, 42, 46, 48, 51, 52, 58, 59,
+         60]]
+    # the n-gram fingerprint of token 1 (พื่) is the minimum over its stretches (K = 3):
+    # เพื่, พื่อ, เพื่อ and พื่อน; its own fingerprint is counted beside it, unchanged
+    units = ["เพื่", "พื่อ", "เพื่อ", "พื่อน"]
+    want = np.minimum.reduce([ref.derived_hashes(ref.unit_hash(b"\x04" + u.encode(), 0), 16)
+                              for u in units])
+    np.testing.assert_array_equal(fps[1], want)
+    own = ref.minhash_features(toks[1][2], NGRAM_SMALL)
+    assert own.sum() == 16 and (ref.minhash_features(toks[1][2], NGRAM_SMALL, fps[1]) >= own).all()
+    assert ref.ngram_fingerprints(ref.tokenize("ก ข", 4), NGRAM_SMALL) == [None, None]
 
 
 def _rows(text, cfg):
