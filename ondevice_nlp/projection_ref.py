@@ -134,7 +134,7 @@ SHAPE_CONFIG_VERSION = 2
 NGRAM_CONFIG_VERSION = 3
 """Version of a 9-entry config vector: ``shape``, then ``ngram``."""
 MAX_NGRAM = 8
-"""Largest ``ngram`` (nospace tokens joined into one MinHash unit)."""
+"""Largest ``ngram`` (touching nospace tokens joined into one n-gram unit)."""
 NGRAM_UNIT_PREFIX = b"\x04"
 """First byte of a letter n-gram unit (``ngram > 0``); trigram units start 0x02 or a letter."""
 NUM_SHAPE_FEATURES = 4
@@ -166,9 +166,9 @@ class ProjectionConfig:
       seed: non-negative int32 hash seed.
       shape: 0, or 1 for the 4 token shape flags in the last feature slots
         (config version 2; needs F >= 8; see the module doc, step 5).
-      ngram: 0, or K in 2..8: MinHash units also include the n-grams of 2..K
-        touching nospace tokens (Thai letters) around each such token (config
-        version 3, minhash only; module doc, step 5).
+      ngram: 0, or K in 2..8: a nospace token (Thai letter) also counts a
+        MinHash fingerprint of the stretches of 2..K touching nospace tokens
+        that contain it (config version 3, minhash only; module doc, step 5).
 
     Raises:
       ValueError: a field out of range (its name is in the message).
