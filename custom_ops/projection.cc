@@ -183,6 +183,14 @@ uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed) {
 
 uint64_t DerivedHash(uint64_t base, uint64_t k) { return Fmix64(base + (k + 1) * kGolden); }
 
+void DerivedHashes(uint64_t base, size_t n, uint64_t* out) {
+  uint64_t x = base;
+  for (size_t k = 0; k < n; ++k) {
+    x += kGolden;  // base + (k + 1) * kGolden, wrapping
+    out[k] = Fmix64(x);
+  }
+}
+
 // ------------------------------------------------------------------ text ---
 
 size_t DecodeUtf8(const uint8_t* data, size_t len, size_t pos, uint32_t* cp) {
@@ -300,6 +308,7 @@ Projector::Projector(const Config& config) : config_(config) {
   const size_t ring = static_cast<size_t>(ring_size_);
   if (config_.method == Method::kMinHash) {
     fingerprint_.resize(static_cast<size_t>(config_.num_hashes));
+    unit_.resize(static_cast<size_t>(config_.num_hashes));
     // ngram > 0: a token's own N indices, then N of its n-gram fingerprint.
     index_stride_ = static_cast<size_t>(config_.num_hashes) * (config_.ngram > 0 ? 2 : 1);
     ring_index_.resize(ring * index_stride_);
@@ -318,9 +327,7 @@ Projector::Projector(const Config& config) : config_(config) {
     pending_has_ngram_.resize(p);
     pending_bytes_.resize(p * 4 * kMaxTokenChars);
     pending_len_.resize(p);
-    pending_start_.resize(p);
-    pending_end_.resize(p);
-    pending_nospace_.resize(p);
+    pending_joins_.resize(p);
     pending_shape_.resize(p);
   }
 }
@@ -384,13 +391,9 @@ void Projector::MinHashFingerprint(uint64_t* fp) {
   for (int u = 0; u < n; ++u) {
     const uint8_t* begin = token_.bytes + token_.bounds[u];
     const size_t len = static_cast<size_t>(token_.bounds[u + 3] - token_.bounds[u]);
-    const uint64_t base = Fmix64(Fnv1a64(begin, len) ^ seed_mix_);
-    uint64_t x = base;
-    for (size_t k = 0; k < num_hashes; ++k) {
-      x += kGolden;  // base + (k + 1) * kGolden
-      const uint64_t h = Fmix64(x);
-      fp[k] = h < fp[k] ? h : fp[k];
-    }
+    const uint64_t* unit = unit_.data();
+    DerivedHashes(Fmix64(Fnv1a64(begin, len) ^ seed_mix_), num_hashes, unit_.data());
+    for (size_t k = 0; k < num_hashes; ++k) fp[k] = unit[k] < fp[k] ? unit[k] : fp[k];
   }
 }
 
@@ -404,12 +407,7 @@ void Projector::TernaryWords(uint64_t* words) {
   const int n = token_.num_chars;
   const uint8_t* begin = token_.bytes + 1;  // skip the 0x02 frame byte
   const size_t len = static_cast<size_t>(token_.bounds[n + 1] - 1);
-  const uint64_t base = Fmix64(Fnv1a64(begin, len) ^ seed_mix_);
-  uint64_t x = base;
-  for (size_t j = 0; j < num_words_; ++j) {
-    x += kGolden;  // base + (j + 1) * kGolden
-    words[j] = Fmix64(x);
-  }
+  DerivedHashes(Fmix64(Fnv1a64(begin, len) ^ seed_mix_), num_words_, words);
 }
 
 uint32_t Projector::HashId() const {
@@ -445,9 +443,11 @@ void Projector::PendToken(int t) {
   const uint16_t len = static_cast<uint16_t>(token_.bounds[token_.num_chars + 1] - 1);
   std::memcpy(pending_bytes_.data() + p * 4 * kMaxTokenChars, token_.bytes + 1, len);
   pending_len_[p] = len;
-  pending_start_[p] = token_.start;
-  pending_end_[p] = token_.end;
-  pending_nospace_[p] = token_.cls == kNoSpace ? 1 : 0;
+  const bool nospace = token_.cls == kNoSpace;
+  pending_joins_[p] =
+      (t > 0 && nospace && previous_nospace_ && previous_end_ == token_.start) ? 1 : 0;
+  previous_end_ = token_.end;
+  previous_nospace_ = nospace;
   if (config_.shape) pending_shape_[p] = ShapeBits();
 }
 
@@ -459,22 +459,14 @@ void Projector::AddNgrams(int t) {
     if (first < 0) break;
     // The stretch first..t stays inside a run of touching nospace tokens when
     // its new front pair does (the pairs after it were checked for n - 1).
-    const size_t a = static_cast<size_t>(first) % ps;
-    const size_t b = static_cast<size_t>(first + 1) % ps;
-    if (!pending_nospace_[a] || !pending_nospace_[b] || pending_end_[a] != pending_start_[b]) {
-      break;
-    }
+    if (!pending_joins_[static_cast<size_t>(first + 1) % ps]) break;
     uint64_t h = Fnv1a64(&kNgramUnitPrefix, 1);
     for (int i = first; i <= t; ++i) {
       const size_t q = static_cast<size_t>(i) % ps;
       h = Fnv1a64(pending_bytes_.data() + q * 4 * kMaxTokenChars, pending_len_[q], h);
     }
-    uint64_t x = Fmix64(h ^ seed_mix_);
-    uint64_t* unit = fingerprint_.data();  // derived hashes of this unit
-    for (size_t k = 0; k < num_hashes; ++k) {
-      x += kGolden;  // base + (k + 1) * kGolden
-      unit[k] = Fmix64(x);
-    }
+    const uint64_t* unit = unit_.data();
+    DerivedHashes(Fmix64(h ^ seed_mix_), num_hashes, unit_.data());
     for (int i = first; i <= t; ++i) {
       const size_t q = static_cast<size_t>(i) % ps;
       uint64_t* fp = pending_fp_.data() + q * num_hashes;

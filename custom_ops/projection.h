@@ -124,6 +124,9 @@ uint64_t Fnv1a64(const uint8_t* data, size_t len, uint64_t h = kFnvOffset);
 uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed);
 // k-th derived hash (k = 0, 1, ...): fmix64(base + (k + 1) * kGolden).
 uint64_t DerivedHash(uint64_t base, uint64_t k);
+// The first n derived hashes: out[k] = DerivedHash(base, k) for k < n. Every
+// hashing method draws its per-unit hash stream from here.
+void DerivedHashes(uint64_t base, size_t n, uint64_t* out);
 
 // ---- Text primitives (exposed for tests). ----
 
@@ -212,6 +215,7 @@ class Projector {
   size_t num_words_ = 0;     // ternary: ceil(H / 32) hash words per token
   Token token_;
   std::vector<uint64_t> fingerprint_;  // [N]
+  std::vector<uint64_t> unit_;         // minhash: [N] derived hashes of one unit
   size_t index_stride_ = 0;            // minhash: N, or 2N when ngram > 0
   std::vector<uint32_t> ring_index_;   // minhash: [2w + 1][stride] Bloom filter indices (< H)
   std::vector<uint32_t> ring_count_;   // minhash: [2w + 1] indices used (N, or 2N)
@@ -225,9 +229,11 @@ class Projector {
   std::vector<uint8_t> pending_has_ngram_;  // [P] 1 once an n-gram unit was added
   std::vector<uint8_t> pending_bytes_;  // [P][4 * kMaxTokenChars] lowercased UTF-8, no frame
   std::vector<uint16_t> pending_len_;   // [P] bytes used
-  std::vector<size_t> pending_start_;   // [P] byte range in the input
-  std::vector<size_t> pending_end_;     // [P]
-  std::vector<uint8_t> pending_nospace_;  // [P] 1 for a nospace token
+  // [P] 1 when the token and the one before it are nospace tokens that touch
+  // (no byte between them): an n-gram may span the two.
+  std::vector<uint8_t> pending_joins_;
+  size_t previous_end_ = 0;        // end byte of the last pended token
+  bool previous_nospace_ = false;  // the last pended token is a nospace token
   std::vector<uint8_t> pending_shape_;    // [P] ShapeBits() (shape = 1)
 };
 

@@ -689,6 +689,14 @@ void HashChecks() {
   Expect(proj::Fnv1a64(foobar, 6) == 0x85944171f73967e8ULL, "fnv1a64('foobar')");
   Expect(proj::Fmix64(0) == 0, "fmix64(0)");
   Expect(proj::DerivedHash(5, 0) == proj::Fmix64(5 + 0x9E3779B97F4A7C15ULL), "derived hash 0");
+  // The stream form agrees with the one-value form, also where base + k * golden wraps.
+  for (const uint64_t base : {uint64_t{5}, ~uint64_t{0} - 3}) {
+    uint64_t stream[5];
+    proj::DerivedHashes(base, 5, stream);
+    for (uint64_t k = 0; k < 5; ++k) {
+      Expect(stream[k] == proj::DerivedHash(base, k), "derived hash stream");
+    }
+  }
   // Every byte value through the decoder, at the end of the buffer and not.
   for (uint32_t b = 0; b < 256; ++b) {
     const uint8_t one[1] = {static_cast<uint8_t>(b)};
