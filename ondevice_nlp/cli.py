@@ -141,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
                    help="slot decoding: joint intent + constrained Viterbi (default, as "
                         "predict), constrained Viterbi with the argmax intent, or the "
                         "per-token argmax tags (an ablation; see README 'Slot decoding')")
+    e.add_argument("--errors", action="store_true",
+                   help="also count the kinds of error per language (intent, slot boundaries, "
+                        "slot type, missed, spurious; metrics.error_breakdown)")
     _op_resolver_arg(e)
 
     r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")
@@ -289,7 +292,7 @@ def _evaluate(args) -> int:
     langs = args.languages or tfl.meta["languages"]
     data = load_dataset(args.dataset, _data_dir(args.dataset, args.data_dir), langs, args.split,
                         skip_bad_lines=args.skip_bad_lines)
-    out = {lang: evaluate_tflite(tfl, ex) for lang, ex in data.items()}
+    out = {lang: evaluate_tflite(tfl, ex, errors=args.errors) for lang, ex in data.items()}
     print(json.dumps(out, indent=2))
     return 0
 

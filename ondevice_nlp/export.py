@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from . import ops
 from .data.example import Example
-from .metrics import evaluate
+from .metrics import error_breakdown, evaluate
 from .projection_ref import ProjectionConfig
 from .tflite_model import TFLiteModel, add_metadata, write_atomic
 
@@ -133,16 +133,21 @@ def export(model, proj: ProjectionConfig, representative_texts, metadata: dict, 
     return len(buf)
 
 
-def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64) -> dict:
+def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: int = 64,
+                    errors: bool = False) -> dict:
     """Intent accuracy, slot F1 and exact match of a ``.tflite`` on examples.
 
     Predictions come from the file alone: its slot logits (constrained IOB2
     Viterbi decoding) and token offsets (``TFLiteModel.decode_batch``), batches
-    of ``batch_size`` utterances.
+    of ``batch_size`` utterances. With ``errors``, the result also has
+    ``"errors"``: the counts of ``metrics.error_breakdown``.
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):
         for intent, _, spans in tfl.decode_batch([e.text for e in examples[i:i + batch_size]]):
             intents.append(intent)
             slots.append(spans)
-    return evaluate(list(examples), intents, slots)
+    result = evaluate(list(examples), intents, slots)
+    if errors:
+        result["errors"] = error_breakdown(list(examples), intents, slots)
+    return result

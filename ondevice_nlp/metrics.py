@@ -11,6 +11,10 @@ Metrics follow the usual reporting of MTOP (Li et al. 2021), MASSIVE
   the model's tokenizer;
 * exact match (a.k.a. sentence / semantic accuracy): intent correct and the
   predicted slots equal the gold slots.
+
+:func:`error_breakdown` splits the utterances that miss exact match, and the
+gold slots that are not predicted, into kinds (intent, boundaries, slot type,
+missed, spurious), for error analysis across languages.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from ondevice_nlp.data.example import Example, Slot
 
-__all__ = ["evaluate", "slot_counts"]
+__all__ = ["error_breakdown", "evaluate", "slot_counts"]
 
 
 def _key(slot) -> tuple[str, int, int]:
@@ -103,3 +107,79 @@ def evaluate(
         "exact_match": n_exact / n,
         "n": n,
     }
+
+
+def _overlaps(a: tuple[str, int, int], b: tuple[str, int, int]) -> bool:
+    return a[1] < b[2] and b[1] < a[2]
+
+
+def error_breakdown(
+    gold: Sequence[Example],
+    pred_intents: Sequence[str],
+    pred_slots: Sequence[Iterable[Slot]],
+) -> dict:
+    """Count the kinds of error behind a missed exact match.
+
+    Arguments as for :func:`evaluate`. Per utterance: exact match, intent
+    wrong, slots wrong (with the intent right or not). Per gold slot that no
+    prediction matches exactly (type, start and end; multisets as in
+    :func:`slot_counts`), the first kind that applies:
+
+    * ``gold_other_bounds``: a wrong prediction of the same type overlaps it
+      (a boundary error; ``bounds_start`` / ``bounds_end`` / ``bounds_both``
+      split these by which edge of the first such prediction differs);
+    * ``gold_other_type``: only wrong predictions of other types overlap it;
+    * ``gold_missed``: no wrong prediction overlaps it.
+
+    Per wrong prediction: ``pred_spurious`` when it overlaps no gold slot.
+
+    Returns:
+        A dict of ints: ``n``, ``exact_match``, ``intent_wrong``,
+        ``slots_wrong``, ``slots_wrong_intent_right``, ``gold_slots``,
+        ``gold_other_bounds``, ``bounds_start``, ``bounds_end``,
+        ``bounds_both``, ``gold_other_type``, ``gold_missed``,
+        ``pred_slots``, ``pred_spurious``.
+
+    Raises:
+        ValueError: as :func:`evaluate` (empty gold, lengths differ).
+    """
+    n = len(gold)
+    if n == 0:
+        raise ValueError("cannot break down errors on an empty gold list")
+    if len(pred_intents) != n or len(pred_slots) != n:
+        raise ValueError(
+            f"length mismatch: {n} gold examples, {len(pred_intents)} predicted intents, "
+            f"{len(pred_slots)} predicted slot lists"
+        )
+    keys = ("n", "exact_match", "intent_wrong", "slots_wrong", "slots_wrong_intent_right",
+            "gold_slots", "gold_other_bounds", "bounds_start", "bounds_end", "bounds_both",
+            "gold_other_type", "gold_missed", "pred_slots", "pred_spurious")
+    out = dict.fromkeys(keys, 0)
+    out["n"] = n
+    for example, intent, slots in zip(gold, pred_intents, pred_slots):
+        g = Counter(_key(s) for s in example.slots)
+        p = Counter(_key(s) for s in slots)
+        missed, wrong = list((g - p).elements()), list((p - g).elements())
+        intent_ok = intent == example.intent
+        out["gold_slots"] += sum(g.values())
+        out["pred_slots"] += sum(p.values())
+        out["intent_wrong"] += not intent_ok
+        if not missed and not wrong:
+            out["exact_match"] += intent_ok
+            continue
+        out["slots_wrong"] += 1
+        out["slots_wrong_intent_right"] += intent_ok
+        for m in missed:
+            over = [w for w in wrong if _overlaps(m, w)]
+            same = [w for w in over if w[0] == m[0]]
+            if same:
+                out["gold_other_bounds"] += 1
+                start, end = same[0][1] != m[1], same[0][2] != m[2]
+                out["bounds_both" if start and end else "bounds_start" if start else "bounds_end"] += 1
+            elif over:
+                out["gold_other_type"] += 1
+            else:
+                out["gold_missed"] += 1
+        gold_keys = list(g)
+        out["pred_spurious"] += sum(not any(_overlaps(w, k) for k in gold_keys) for w in wrong)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ondevice_nlp.data import Example, Slot
-from ondevice_nlp.metrics import evaluate, slot_counts
+from ondevice_nlp.metrics import error_breakdown, evaluate, slot_counts
 
 KEYS = {"intent_accuracy", "slot_f1", "slot_precision", "slot_recall", "exact_match", "n"}
 
@@ -121,3 +121,41 @@ def test_all_values_are_fractions():
     r = evaluate(gold, ["B", "B"], [[Slot("x", 0, 3)], [Slot("y", 1, 2)]])
     for key in KEYS - {"n"}:
         assert 0.0 <= r[key] <= 1.0
+
+
+def test_error_breakdown_hand_computed():
+    gold = [
+        ex("A", ("x", 0, 4)),                 # exact
+        ex("A", ("x", 0, 4), ("y", 5, 9)),    # y: end moved -> bounds_end
+        ex("B", ("x", 0, 4)),                 # intent wrong, x: other type -> gold_other_type
+        ex("C", ("z", 2, 6)),                 # z: both edges moved; one spurious prediction
+        ex("D", ("z", 1, 2), ("z", 1, 2)),    # one copy predicted: the other is missed
+        ex("E"),                              # intent wrong, slots right
+        ex("F", ("x", 3, 7)),                 # start moved -> bounds_start
+    ]
+    intents = ["A", "A", "X", "C", "D", "X", "F"]
+    preds = [
+        [Slot("x", 0, 4)],
+        [Slot("x", 0, 4), Slot("y", 5, 8)],
+        [Slot("w", 0, 3)],
+        [Slot("z", 1, 7), Slot("q", 10, 12)],
+        [Slot("z", 1, 2)],
+        [],
+        [Slot("x", 2, 7)],
+    ]
+    r = error_breakdown(gold, intents, preds)
+    assert r == {
+        "n": 7, "exact_match": 1, "intent_wrong": 2, "slots_wrong": 5,
+        "slots_wrong_intent_right": 4, "gold_slots": 8, "gold_other_bounds": 3,
+        "bounds_start": 1, "bounds_end": 1, "bounds_both": 1, "gold_other_type": 1,
+        "gold_missed": 1, "pred_slots": 8, "pred_spurious": 1,
+    }
+    # exact match agrees with evaluate's
+    assert r["exact_match"] / r["n"] == pytest.approx(evaluate(gold, intents, preds)["exact_match"])
+
+
+def test_error_breakdown_errors():
+    with pytest.raises(ValueError, match="empty"):
+        error_breakdown([], [], [])
+    with pytest.raises(ValueError, match="length mismatch"):
+        error_breakdown([ex("A")], ["A", "B"], [[]])

@@ -229,6 +229,29 @@ def test_evaluate_cli_matches_build_metrics(tiny_build, capsys):
     assert res["en"] == m["tflite"]["en"]
 
 
+def test_evaluate_cli_errors(tiny_build, capsys):
+    """``evaluate --errors`` adds error_breakdown's counts, consistent with the scores."""
+    from ondevice_nlp.data import load_dataset
+    from ondevice_nlp.metrics import error_breakdown
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    root, out = tiny_build
+    assert cli.main(["evaluate", str(out / "model.tflite"), "--dataset", "mtop",
+                     "--data-dir", str(root), "--split", "test", "--errors"]) == 0
+    res = json.loads(capsys.readouterr().out)["en"]
+    m = json.loads((out / "metrics.json").read_text())
+    errors = res.pop("errors")
+    assert res == m["tflite"]["en"]
+    test = load_dataset("mtop", str(root), ["en"], "test")["en"]
+    decoded = TFLiteModel(str(out / "model.tflite")).decode_batch([e.text for e in test])
+    assert errors == error_breakdown(test, [d[0] for d in decoded], [d[2] for d in decoded])
+    assert errors["n"] == res["n"] == len(test)
+    assert errors["exact_match"] == round(res["exact_match"] * res["n"])
+    assert errors["intent_wrong"] == round((1 - res["intent_accuracy"]) * res["n"])
+    assert errors["gold_other_bounds"] == (errors["bounds_start"] + errors["bounds_end"]
+                                           + errors["bounds_both"])
+
+
 @pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
 def test_evaluate_cli_decoding_ablations(tiny_build, capsys, decoding):
     """``evaluate --decoding viterbi|argmax`` scores what those simpler decoders give,
