@@ -50,6 +50,19 @@ def slot_counts(gold: Iterable, pred: Iterable) -> tuple[int, int, int]:
     return sum((g & p).values()), sum(g.values()), sum(p.values())
 
 
+def _check_lengths(gold: Sequence, pred_intents: Sequence, pred_slots: Sequence, what: str) -> int:
+    """``len(gold)``; ValueError when it is 0 or the predictions' lengths differ from it."""
+    n = len(gold)
+    if n == 0:
+        raise ValueError(f"cannot {what} an empty gold list")
+    if len(pred_intents) != n or len(pred_slots) != n:
+        raise ValueError(
+            f"length mismatch: {n} gold examples, {len(pred_intents)} predicted intents, "
+            f"{len(pred_slots)} predicted slot lists"
+        )
+    return n
+
+
 def evaluate(
     gold: Sequence[Example],
     pred_intents: Sequence[str],
@@ -77,14 +90,7 @@ def evaluate(
     Raises:
         ValueError: ``gold`` is empty or the three arguments differ in length.
     """
-    n = len(gold)
-    if n == 0:
-        raise ValueError("cannot evaluate on an empty gold list")
-    if len(pred_intents) != n or len(pred_slots) != n:
-        raise ValueError(
-            f"length mismatch: {n} gold examples, {len(pred_intents)} predicted intents, "
-            f"{len(pred_slots)} predicted slot lists"
-        )
+    n = _check_lengths(gold, pred_intents, pred_slots, "evaluate on")
     n_intent = n_exact = 0
     correct = n_gold = n_pred = 0
     for example, intent, slots in zip(gold, pred_intents, pred_slots):
@@ -143,14 +149,7 @@ def error_breakdown(
     Raises:
         ValueError: as :func:`evaluate` (empty gold, lengths differ).
     """
-    n = len(gold)
-    if n == 0:
-        raise ValueError("cannot break down errors on an empty gold list")
-    if len(pred_intents) != n or len(pred_slots) != n:
-        raise ValueError(
-            f"length mismatch: {n} gold examples, {len(pred_intents)} predicted intents, "
-            f"{len(pred_slots)} predicted slot lists"
-        )
+    n = _check_lengths(gold, pred_intents, pred_slots, "break down errors on")
     keys = ("n", "exact_match", "intent_wrong", "slots_wrong", "slots_wrong_intent_right",
             "gold_slots", "gold_other_bounds", "bounds_start", "bounds_end", "bounds_both",
             "gold_other_type", "gold_missed", "pred_slots", "pred_spurious")
