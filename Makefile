@@ -76,6 +76,15 @@ $(EACH_LANG_CRF_NG4): mtop-%-crf-ng4:
 
 .PHONY: $(EACH_LANG_CRF_NG4)
 
+# one language's base + CRF (the mtop-LANG-crf recipe) starting from the float weights of
+# the six-language CRF model, its heads and CRF transitions matched label by label
+# (build --init-from; README "Warm start"). Needs runs/mtop-all-crf (make mtop-all-crf) first.
+EACH_LANG_CRF_INIT = $(foreach l,en $(EACH_LANGS),mtop-$(l)-crf-init)
+$(EACH_LANG_CRF_INIT): mtop-%-crf-init:
+	$(call run,build $(LANG_DATA) --model pnlp_mixer --crf --init-from runs/mtop-all-crf)
+
+.PHONY: $(EACH_LANG_CRF_INIT)
+
 # the same with a moving average of the weights in the float phase (README "Slot CRF")
 mtop-en-crf-ema:
 	$(call run,build $(MTOP_EN) --model pnlp_mixer --crf --ema 0.998)

@@ -84,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "
                         "(checkpoints/qat.done.json), export and evaluate only")
+    b.add_argument("--init-from", metavar="RUN",
+                   help="start float training from the best float weights of an earlier "
+                        "build folder RUN of the same --model, --size and projection (e.g. the "
+                        "six-language model for one language); output heads and CRF "
+                        "transitions are matched label by label (warm_start.py)")
     b.add_argument("--teacher", metavar="T",
                    help="teacher folder (from `ondevice-nlp teacher`): train on hard labels "
                         "plus its soft targets (knowledge distillation)")
@@ -228,8 +233,8 @@ def _build(args) -> int:
             token_dropout=args.token_dropout, patience=args.patience,
             seed=args.seed, max_train_examples=args.max_train_examples,
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
-            resume=args.resume, teacher=args.teacher, distill_temperature=args.distill_temperature,
-            distill_weight=args.distill_weight,
+            resume=args.resume, init_from=args.init_from, teacher=args.teacher,
+            distill_temperature=args.distill_temperature, distill_weight=args.distill_weight,
             augment_slots=args.augment_slots, crf=args.crf, ema=args.ema))
     return 0
 

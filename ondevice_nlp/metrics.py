@@ -174,7 +174,8 @@ def error_breakdown(
             if same:
                 out["gold_other_bounds"] += 1
                 start, end = same[0][1] != m[1], same[0][2] != m[2]
-                out["bounds_both" if start and end else "bounds_start" if start else "bounds_end"] += 1
+                edge = "bounds_both" if start and end else "bounds_start" if start else "bounds_end"
+                out[edge] += 1
             elif over:
                 out["gold_other_type"] += 1
             else:

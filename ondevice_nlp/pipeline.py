@@ -64,6 +64,7 @@ class BuildArgs:
     augment_slots: float = 0.0  # slot-substituted copies per training utterance (augment.py)
     crf: bool = True  # linear-chain CRF loss and decoding over the slot tags (crf.py)
     ema: float = 0.0  # float phase: keep and score a moving average of the weights (0: off)
+    init_from: str | None = None  # earlier build folder: start from its float weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,9 +278,14 @@ def build(a: BuildArgs) -> dict:
       FileNotFoundError / DataError: missing or malformed dataset files.
       ValueError: unknown model or size, no training examples, ``ema`` outside [0, 1),
         ``token_dropout`` outside [0, 1) or given for a model other than pnlp_mixer.
+      warm_start.InitFromError (a ValueError): ``init_from`` names a run that is missing
+        files or was built with another model, size or projection.
     """
     if not 0.0 <= a.ema < 1.0:  # before any data is read
         raise ValueError(f"--ema must be in [0, 1) (0: off), got {a.ema}")
+    if a.init_from:  # a missing or foreign run fails before any training
+        from .warm_start import read_source
+        read_source(a.init_from)
     import tensorflow as tf
     import tf_keras as keras
 
@@ -347,6 +353,11 @@ def build(a: BuildArgs) -> dict:
         model = CRFTagger(model, allowed, distill=kd)
         log.info("slot CRF: %d learned transition scores (the allowed ones) go into the "
                  "metadata", int(allowed.sum()))
+    init_summary = None
+    if a.init_from:  # warm start: the earlier run's float weights, matched label by label
+        from .warm_start import init_from
+        init_summary = init_from(a.init_from, spec, size, size_name, a.model, model, labels,
+                                 a.crf)
     steps = T.steps_for(len(enc_train.texts), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,
                               cut_to_longest=True, bucket=True, soft=soft)
@@ -424,6 +435,7 @@ def build(a: BuildArgs) -> dict:
         "labels": {"intents": len(labels.intents), "tags": len(labels.tags)},
         "train_examples": len(train_ex), "augment_slots": a.augment_slots, "crf": a.crf,
         "ema": a.ema, "token_dropout": getattr(size.net, "token_dropout", 0.0),
+        "init_from": init_summary,
         "augmented_examples": len(enc_train.texts) - len(train_ex),
         "epochs_run": {"float": len(cb.history), "qat": len(qcb.history)},
         "eval_history": {"float": cb.history, "qat": qcb.history},
