@@ -60,7 +60,7 @@ def read_source(run: str) -> InitSource:
     Raises:
         InitFromError: RUN has no ``model.tflite`` or no
             ``checkpoints/float.weights.h5``, or the file is not a model of this
-            package (the message names the file).
+            package or lacks label lists (the message names the file).
     """
     from .tflite_model import ModelFileError, read_metadata
 
@@ -76,7 +76,9 @@ def read_source(run: str) -> InitSource:
         meta = read_metadata(buf, path)
     except ModelFileError as e:
         raise InitFromError(f"--init-from {run}: {e}") from None
-    labels = meta.get("labels", {})
+    labels = meta.get("labels") or {}
+    if not isinstance(labels.get("intents"), list) or not isinstance(labels.get("tags"), list):
+        raise InitFromError(f"--init-from {run}: {path} has no label lists in its metadata")
     return InitSource(run=run, model=meta.get("model", "?"), size=meta.get("size", "?"),
                       projection=meta.get("projection", {}), intents=list(labels["intents"]),
                       tags=list(labels["tags"]), crf="crf_transitions" in labels,

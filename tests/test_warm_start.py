@@ -136,3 +136,11 @@ def test_init_from_errors(source_run, tmp_path, capsys):
     (bad / "checkpoints" / "float.weights.h5").write_bytes(b"")
     rc, err = _build_error(capsys, *common, "--out", str(tmp_path / "d"), "--init-from", str(bad))
     assert rc == 2 and str(bad / "model.tflite") in err
+    # a model of ours whose metadata lost its label lists
+    from ondevice_nlp.tflite_model import add_metadata, read_metadata
+    buf = (src_run / "model.tflite").read_bytes()
+    meta = read_metadata(buf)
+    del meta["labels"]
+    (bad / "model.tflite").write_bytes(add_metadata(buf, meta))
+    rc, err = _build_error(capsys, *common, "--out", str(tmp_path / "e"), "--init-from", str(bad))
+    assert rc == 2 and "no label lists" in err and str(bad / "model.tflite") in err
