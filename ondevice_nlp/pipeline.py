@@ -283,9 +283,10 @@ def build(a: BuildArgs) -> dict:
     """
     if not 0.0 <= a.ema < 1.0:  # before any data is read
         raise ValueError(f"--ema must be in [0, 1) (0: off), got {a.ema}")
+    init_source = None
     if a.init_from:  # a missing or foreign run fails before any training
         from .warm_start import read_source
-        read_source(a.init_from)
+        init_source = read_source(a.init_from)
     import tensorflow as tf
     import tf_keras as keras
 
@@ -354,9 +355,9 @@ def build(a: BuildArgs) -> dict:
         log.info("slot CRF: %d learned transition scores (the allowed ones) go into the "
                  "metadata", int(allowed.sum()))
     init_summary = None
-    if a.init_from:  # warm start: the earlier run's float weights, matched label by label
+    if init_source is not None:  # warm start: its float weights, matched label by label
         from .warm_start import init_from
-        init_summary = init_from(a.init_from, spec, size, size_name, a.model, model, labels,
+        init_summary = init_from(init_source, spec, size, size_name, a.model, model, labels,
                                  a.crf)
     steps = T.steps_for(len(enc_train.texts), a.batch_size)
     train_ds = T.make_dataset(enc_train, proj, a.batch_size, shuffle=True, seed=a.seed,

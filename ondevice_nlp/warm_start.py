@@ -103,13 +103,9 @@ def remap_transitions(src: np.ndarray, dst: np.ndarray, tag_index: np.ndarray) -
 
     Entries whose tags the source lacks keep ``dst``'s values.
     """
-    ks = src.shape[1]
-    rows = np.concatenate([tag_index, [ks]])  # the start row maps to the start row
+    rows = np.concatenate([tag_index, [src.shape[1]]])  # the start row maps to the start row
     out = dst.copy()
-    for r, sr in enumerate(rows):
-        if sr >= 0:
-            have = tag_index >= 0
-            out[r, have] = src[sr, tag_index[have]]
+    out[np.ix_(rows >= 0, tag_index >= 0)] = src[np.ix_(rows[rows >= 0], tag_index[tag_index >= 0])]
     return out
 
 
@@ -151,12 +147,12 @@ def copy_matching(src_tagger, dst_tagger, intent_index: np.ndarray,
     return counts
 
 
-def init_from(run: str, spec, size, size_name: str, model_name: str, model, labels,
-              crf: bool) -> dict:
+def init_from(source: InitSource, spec, size, size_name: str, model_name: str, model,
+              labels, crf: bool) -> dict:
     """Load RUN's best float weights into ``model`` before float training.
 
     Args:
-        run: folder of an earlier ``build`` (``model.tflite``, ``checkpoints/``).
+        source: :func:`read_source` of RUN, the folder of an earlier ``build``.
         spec: ``pipeline.ModelSpec`` of this run; size / size_name / model_name:
             this run's size dataclass, its name and the model name, which must be
             RUN's.
@@ -169,12 +165,12 @@ def init_from(run: str, spec, size, size_name: str, model_name: str, model, labe
         RUN (intents, tags), whether CRF transitions were copied.
 
     Raises:
-        InitFromError: RUN is missing files, was built with another model, size
-            or projection, or its checkpoint does not load.
+        InitFromError: RUN was built with another model, size or projection, or
+            its checkpoint does not load.
     """
     from .crf import CRFTagger, unwrap
 
-    source = read_source(run)
+    run = source.run
     if (source.model, source.size) != (model_name, size_name):
         raise InitFromError(f"--init-from {run}: that run is {source.model} {source.size}, "
                             f"this one {model_name} {size_name}; they must be the same")
