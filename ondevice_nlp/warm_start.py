@@ -25,6 +25,8 @@ import os
 
 import numpy as np
 
+from .models import copy_by_name
+
 log = logging.getLogger(__name__)
 
 # Output layers whose weights have one entry per label on their last axis.
@@ -124,27 +126,17 @@ def copy_matching(src_tagger, dst_tagger, intent_index: np.ndarray,
         InitFromError: a weighted layer is missing from ``src_tagger`` or its
             weight shapes differ (the runs' sizes differ).
     """
-    src = {layer.name: layer for layer in src_tagger.layers if layer.weights}
-    counts = {"layers": 0, "label_layers": 0}
-    for layer in dst_tagger.layers:
-        if not layer.weights:
-            continue
-        if layer.name not in src:
-            raise InitFromError(f"layer {layer.name} has no counterpart in the --init-from "
-                                "model (a different model or size)")
-        sw, dw = src[layer.name].get_weights(), layer.get_weights()
-        if layer.name in LABEL_LAYERS:
-            index = intent_index if LABEL_LAYERS[layer.name] == "intents" else tag_index
-            layer.set_weights([_remap_last_axis(s, d, index) for s, d in zip(sw, dw)])
-            counts["label_layers"] += 1
-            continue
-        if [w.shape for w in sw] != [w.shape for w in dw]:
-            raise InitFromError(f"layer {layer.name}: weight shapes {[w.shape for w in sw]} in "
-                                f"the --init-from model, {[w.shape for w in dw]} here (a "
-                                "different size)")
-        layer.set_weights(sw)
-        counts["layers"] += 1
-    return counts
+    def per_label(index):
+        return lambda sw, dw: [_remap_last_axis(s, d, index) for s, d in zip(sw, dw)]
+
+    names = {layer.name for layer in dst_tagger.layers if layer.weights}
+    transforms = {name: per_label(intent_index if kind == "intents" else tag_index)
+                  for name, kind in LABEL_LAYERS.items() if name in names}
+    try:
+        whole = copy_by_name(src_tagger, dst_tagger, transforms, allow_extra=True)
+    except ValueError as e:
+        raise InitFromError(f"{e} (the --init-from model is a different model or size)") from None
+    return {"layers": whole, "label_layers": len(transforms)}
 
 
 def init_from(source: InitSource, spec, size, size_name: str, model_name: str, model,

@@ -35,7 +35,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
-from . import ModelSize
+from . import ModelSize, copy_by_name
 from .pnlp_mixer import MASK_BIAS, _attention_pool_intent
 
 L = keras.layers
@@ -311,8 +311,7 @@ def copy_weights(src: keras.Model, dst: keras.Model) -> None:
     Raises:
       ValueError: the models' weighted layers differ in names or weight shapes.
     """
-    from .pqrnn import copy_weights as by_name
-    by_name(src, dst)
+    copy_by_name(src, dst)
 
 
 def annotate_for_qat(model: keras.Model) -> keras.Model:

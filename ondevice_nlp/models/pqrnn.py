@@ -87,7 +87,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ..projection_ref import ProjectionConfig
-from . import ModelSize
+from . import ModelSize, copy_by_name
 from .baselines import FillPaddingWithFirst
 
 L = keras.layers
@@ -341,20 +341,7 @@ def copy_weights(src: keras.Model, dst: keras.Model) -> None:
     Raises:
       ValueError: the models' weighted layers differ in names or weight shapes.
     """
-    def weighted(m):
-        return {layer.name: layer for layer in m.layers if layer.weights}
-
-    s, d = weighted(src), weighted(dst)
-    if set(s) != set(d):
-        raise ValueError(f"layers differ: only in {src.name}: {sorted(set(s) - set(d))}, "
-                         f"only in {dst.name}: {sorted(set(d) - set(s))}")
-    for name, layer in s.items():
-        w = layer.get_weights()
-        shapes = [x.shape for x in w], [tuple(v.shape) for v in d[name].weights]
-        if shapes[0] != shapes[1]:
-            raise ValueError(f"layer {name}: weight shapes {shapes[0]} != {shapes[1]}")
-        d[name].set_weights(w)
-
+    copy_by_name(src, dst)
 
 def _attention_pool(x, mask3, cfg: QRNNConfig, num_intents: int):
     """Intent logits [B, C] from token states x [B, S, 2H] and mask3 [B, S, 1]."""
