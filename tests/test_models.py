@@ -243,3 +243,39 @@ def test_token_dropout_zeroes_whole_tokens_in_float_training_only():
     assert np.all(zeroed | kept)  # never a token half dropped
     assert 0.3 < zeroed.mean() < 0.7  # 96 tokens, p = 0.5
     np.testing.assert_array_equal(layer(f, training=False).numpy(), f)
+
+
+def test_copy_by_name_copies_transforms_and_names_the_layer_that_differs():
+    """models.copy_by_name: whole layers copied exactly, a transform's layer gets its output,
+    extra source layers only with allow_extra, and a shape or name mismatch names the layer."""
+    import tf_keras as keras
+
+    from ondevice_nlp.models import copy_by_name
+
+    def net(name, head, extra=False):
+        x = inp = keras.Input((4,))
+        x = keras.layers.Dense(3, name="body")(x)
+        if extra:
+            x = keras.layers.Dense(3, name="more")(x)
+        return keras.Model(inp, keras.layers.Dense(head, name="head")(x), name=name)
+
+    keras.utils.set_random_seed(0)
+    src, dst = net("src", 2, extra=True), net("dst", 5)
+    head_before = dst.get_layer("head").get_weights()
+    with pytest.raises(ValueError, match=r"only in src: \['more'\]"):
+        copy_by_name(src, dst)
+    with pytest.raises(ValueError, match=r"layer head: weight shapes"):
+        copy_by_name(src, dst, allow_extra=True)
+    # the head: the source's 2 outputs become the first 2 of 5, the rest stays as it was
+    def first_two(sw, dw):
+        return [np.concatenate([s, d[..., 2:]], axis=-1) for s, d in zip(sw, dw)]
+
+    assert copy_by_name(src, dst, {"head": first_two}, allow_extra=True) == 1
+    for a, b in zip(src.get_layer("body").get_weights(), dst.get_layer("body").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for s, d, before in zip(src.get_layer("head").get_weights(),
+                            dst.get_layer("head").get_weights(), head_before):
+        np.testing.assert_array_equal(d[..., :2], s)
+        np.testing.assert_array_equal(d[..., 2:], before[..., 2:])
+    with pytest.raises(ValueError, match=r"only in dst: \[\], only in src: \['more'\]"):
+        copy_by_name(dst, src, allow_extra=True)  # src lacks a layer of the destination
