@@ -343,6 +343,7 @@ def copy_weights(src: keras.Model, dst: keras.Model) -> None:
     """
     copy_by_name(src, dst)
 
+
 def _attention_pool(x, mask3, cfg: QRNNConfig, num_intents: int):
     """Intent logits [B, C] from token states x [B, S, 2H] and mask3 [B, S, 1]."""
     scores = L.Dense(1, name="pool_score")(x)                      # [B, S, 1]
