@@ -167,12 +167,22 @@ class TFLiteModel:
     Thread safety: one interpreter per calling thread (created on first use in
     that thread), so ``predict`` may be called from several threads at once.
 
+    Batch sizes: each thread keeps one interpreter per batch size it has run
+    (at most ``MAX_BATCH_SIZES``, least recently used dropped), so no
+    interpreter has its input resized after it has run. ai-edge-litert 2.3's
+    default XNNPACK delegate sometimes returns wrong outputs on the first run
+    after such a resize (seen here: a fresh interpreter run at batch 1, then
+    at batch 6, while other threads run interpreters of the same model; now and
+    then, more often under load, never with ``op_resolver="no-delegates"``;
+    README "Hostile input", ``tools/thread_stress.py``).
+
     Raises (constructor):
       FileNotFoundError: no such file.
       ModelFileError: corrupt file, not ours, or the interpreter refuses it.
     """
 
     DECODINGS = ("joint", "viterbi", "argmax")
+    MAX_BATCH_SIZES = 4  # interpreters kept per thread, one per batch size
 
     def __init__(self, path: str, num_threads: int = 1, op_resolver: str = "default",
                  decoding: str = "joint"):
@@ -227,10 +237,18 @@ class TFLiteModel:
                                  "the file is corrupt")
         self.num_threads = num_threads
         self._local = threading.local()
+        self.fixed_batch = 0  # set from the signature by the first _runner()
         self._runner()  # fail early, in the constructor, on a model the runtime refuses
 
-    def _runner(self):
-        runner = getattr(self._local, "runner", None)
+    def _runner(self, batch: int = 1):
+        """This thread's signature runner for ``batch`` texts per call (see the class doc:
+        one interpreter per thread and batch size); fixed-batch files use one for all."""
+        runners = getattr(self._local, "runners", None)
+        if runners is None:
+            runners = self._local.runners = {}
+        if self.fixed_batch > 0:
+            batch = self.fixed_batch
+        runner = runners.pop(batch, None)
         if runner is None:
             from . import ops
             try:
@@ -245,10 +263,11 @@ class TFLiteModel:
                 # on corrupt files (ValueError, RuntimeError, UnicodeDecodeError on a tensor name)
                 raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
                                      f"{ops.explain_interpreter_error(e)}") from e
-            self._local.interp, self._local.runner = interp, runner
             # > 0: the file's fixed input batch (the BiLSTM's 1), which run() feeds in pieces
-            self._local.fixed_batch = int(
-                runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+            self.fixed_batch = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+            if len(runners) >= self.MAX_BATCH_SIZES:
+                del runners[next(iter(runners))]  # the least recently used
+        runners[batch] = runner  # (re)inserted last: most recently used
         return runner
 
     def _check_signature(self, runner) -> None:
@@ -276,10 +295,10 @@ class TFLiteModel:
         arr = np.array([_text_bytes(t) for t in texts], dtype=object)
         if arr.size == 0:
             raise ValueError("empty batch")
-        runner = self._runner()
+        runner = self._runner(int(arr.size))
         from . import ops
         try:
-            fixed = self._local.fixed_batch
+            fixed = self.fixed_batch
             # a fixed-batch model (the BiLSTM; export makes fixed batches of 1 only): in pieces
             if fixed > 0 and arr.size != fixed:
                 parts = [runner(text=arr[i:i + fixed]) for i in range(0, arr.size, fixed)]
