@@ -370,7 +370,6 @@ def test_predict_from_8_threads_matches_sequential(models):
         assert got[k] is not None and all(r == want[k] for r in got[k]), k
 
 
-
 def test_one_interpreter_per_batch_size_never_resized_after_a_run(models):
     """Each batch size gets its own interpreter (none is resized after it has run: the XNNPACK
     delegate can answer wrongly on the first run after a resize, see TFLiteModel); at most
