@@ -237,8 +237,10 @@ class TFLiteModel:
                                  "the file is corrupt")
         self.num_threads = num_threads
         self._local = threading.local()
-        self.fixed_batch = 0  # set from the signature by the first _runner()
-        self._runner()  # fail early, in the constructor, on a model the runtime refuses
+        runner = self._new_runner()  # fail early, in the constructor, on a model the runtime refuses
+        # > 0: the file's fixed input batch (the BiLSTM's 1), which run() feeds in pieces
+        self.fixed_batch = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+        self._local.runners = {self.fixed_batch if self.fixed_batch > 0 else 1: runner}
 
     def _runner(self, batch: int = 1):
         """This thread's signature runner for ``batch`` texts per call (see the class doc:
@@ -250,24 +252,29 @@ class TFLiteModel:
             batch = self.fixed_batch
         runner = runners.pop(batch, None)
         if runner is None:
-            from . import ops
-            try:
-                interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads,
-                                              op_resolver=self.op_resolver)
-                interp.allocate_tensors()  # unresolved ops and bad shapes fail here, not later
-                runner = interp.get_signature_runner(SIGNATURE_KEY)
-                self._check_signature(runner)
-            except ModelFileError:
-                raise
-            except Exception as e:  # noqa: BLE001  the runtime's wrapper raises assorted errors
-                # on corrupt files (ValueError, RuntimeError, UnicodeDecodeError on a tensor name)
-                raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
-                                     f"{ops.explain_interpreter_error(e)}") from e
-            # > 0: the file's fixed input batch (the BiLSTM's 1), which run() feeds in pieces
-            self.fixed_batch = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
+            runner = self._new_runner()
             if len(runners) >= self.MAX_BATCH_SIZES:
                 del runners[next(iter(runners))]  # the least recently used
         runners[batch] = runner  # (re)inserted last: most recently used
+        return runner
+
+    def _new_runner(self):
+        """A signature runner on a new interpreter of this file (input at its default shape).
+
+        Raises ModelFileError when the runtime refuses the file or its signature is not ours."""
+        from . import ops
+        try:
+            interp = ops.make_interpreter(model_content=self.buf, num_threads=self.num_threads,
+                                          op_resolver=self.op_resolver)
+            interp.allocate_tensors()  # unresolved ops and bad shapes fail here, not later
+            runner = interp.get_signature_runner(SIGNATURE_KEY)
+            self._check_signature(runner)
+        except ModelFileError:
+            raise
+        except Exception as e:  # noqa: BLE001  the runtime's wrapper raises assorted errors
+            # on corrupt files (ValueError, RuntimeError, UnicodeDecodeError on a tensor name)
+            raise ModelFileError(f"{self.path}: the TFLite runtime cannot load this model: "
+                                 f"{ops.explain_interpreter_error(e)}") from e
         return runner
 
     def _check_signature(self, runner) -> None:

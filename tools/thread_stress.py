@@ -95,14 +95,16 @@ class _Model:
         return self.model.predict_batch(texts)
 
 
-def one_rep(make, rng: random.Random, texts, threads: int, rounds: int, batch: int):
-    """Mismatching (thread, round, part) triples of one repetition (part 0: the single-text
-    calls, 1: the batch call)."""
+def one_rep(make, slices, rounds: int, timeout: float | None = None):
+    """Mismatching (thread, round, part) triples of one repetition: one thread per slice of
+    texts (part 0: its single-text calls, 1: its batch call), each answer compared with the same
+    call made first in the calling thread. ``make()`` gives the model object (``answer(texts)``).
+
+    Raises RuntimeError: a thread raised, or had not finished after ``timeout`` seconds."""
     m = make()
-    slices = [[rng.choice(texts) for _ in range(batch)] for _ in range(threads)]
     want = [([m.answer([t])[0] for t in ts], m.answer(ts)) for ts in slices]
-    barrier = threading.Barrier(threads)
-    got: list = [None] * threads
+    barrier = threading.Barrier(len(slices))
+    got: list = [None] * len(slices)
     errors: list = []
 
     def work(k):
@@ -110,17 +112,18 @@ def one_rep(make, rng: random.Random, texts, threads: int, rounds: int, batch: i
             barrier.wait()
             got[k] = [([m.answer([t])[0] for t in slices[k]], m.answer(slices[k]))
                       for _ in range(rounds)]
-        except Exception as e:  # noqa: BLE001  raised in the main thread below
+        except Exception as e:  # noqa: BLE001  raised in the calling thread below
             errors.append((k, repr(e)))
 
-    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    pool = [threading.Thread(target=work, args=(k,)) for k in range(len(slices))]
     for t in pool:
         t.start()
     for t in pool:
-        t.join()
-    if errors:
-        raise RuntimeError(f"threads failed: {errors}")
-    return [(k, r, part) for k in range(threads) for r, answer in enumerate(got[k])
+        t.join(timeout)
+    if errors or any(g is None for g in got):
+        raise RuntimeError(f"threads failed: {errors}; unfinished: "
+                           f"{[k for k, g in enumerate(got) if g is None and k not in dict(errors)]}")
+    return [(k, r, part) for k in range(len(slices)) for r, answer in enumerate(got[k])
             for part in (0, 1) if answer[part] != want[k][part]]
 
 
@@ -150,8 +153,8 @@ def main(argv=None) -> int:
     bad = 0
     for rep in range(a.reps):
         try:
-            found = one_rep(lambda: cls(a.model, a.op_resolver), rng, texts, a.threads, a.rounds,
-                            a.batch)
+            slices = [[rng.choice(texts) for _ in range(a.batch)] for _ in range(a.threads)]
+            found = one_rep(lambda: cls(a.model, a.op_resolver), slices, a.rounds)
         except (OSError, ValueError) as e:  # a missing or corrupt file (ModelFileError is one)
             print(f"error: {e}", file=sys.stderr)
             return 2
