@@ -11,7 +11,6 @@ input, which is all these tests need.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -43,16 +42,6 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
            PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
-def _meta(tags, **extra):
-    from ondevice_nlp.configs import get_size
-    proj = get_size("tiny").projection
-    meta = {"model": "pnlp_mixer", "size": "tiny", "dataset": "mtop", "languages": ["en"],
-            "projection": dataclasses.asdict(proj), "window": 1,
-            "labels": {"intents": INTENTS, "tags": tags}, "parameters": 0}
-    meta.update(extra)
-    return meta
-
-
 def _replace_once(buf: bytes, old: bytes, new: bytes) -> bytes:
     assert buf.count(old) == 1
     return buf.replace(old, new)
@@ -63,20 +52,18 @@ def models(tmp_path_factory):
     """{name: path} of a good tiny model and of wrong / foreign model files."""
     import tensorflow as tf
     import tf_keras as keras
+    import thread_stress
 
     from ondevice_nlp import tagging
-    from ondevice_nlp.configs import get_size
     from ondevice_nlp.export import export
-    from ondevice_nlp.models.pnlp_mixer import build_pnlp_mixer
 
     d = tmp_path_factory.mktemp("models")
-    keras.utils.set_random_seed(0)
-    size = get_size("tiny")
-    proj = size.projection
-    tags = tagging.bio_labels(["DATE_TIME", "LOCATION", "PERSON"])
-    model = build_pnlp_mixer(size.net, max_tokens=proj.max_tokens,
-                             feature_size=proj.feature_size, window=size.window,
-                             num_intents=len(INTENTS), num_tags=len(tags))
+    model, proj, meta = thread_stress.tiny_model(INTENTS, ["DATE_TIME", "LOCATION", "PERSON"])
+    tags = meta["labels"]["tags"]
+
+    def _meta(tags, **extra):
+        return {**meta, "labels": {"intents": INTENTS, "tags": tags}, **extra}
+
     good = d / "good.tflite"
     export(model, proj, [t.encode() for t in TEXTS], _meta(tags), str(good))
     buf = good.read_bytes()
@@ -396,3 +383,10 @@ def test_thread_stress_tool(models, tmp_path):
     for mode in ("model", "resize"):
         assert thread_stress.main([str(junk), "--mode", mode, "--reps", "1"]) == 2
     assert thread_stress.main([str(tmp_path / "missing.tflite"), "--reps", "1"]) == 2
+    # --write-tiny: the fixture's untrained model (same labels, same weights: seed 0), calibrated
+    # on the tool's own texts
+    tiny = tmp_path / "tiny.tflite"
+    assert thread_stress.main(["--write-tiny", str(tiny)]) == 0
+    m, ref = TFLiteModel(str(tiny)), TFLiteModel(good)
+    assert m.meta["labels"] == ref.meta["labels"] and m.meta["parameters"] > 0
+    assert m.predict("set an alarm for 7 am")["intent"] in INTENTS

@@ -38,30 +38,40 @@ PLAIN = ["wake me up at 7 am tomorrow", "what is the weather in paris", "call mo
          "ตั้งนาฬิกาปลุกตอนเจ็ดโมง", "kal subah 7 baje alarm lagao", "¿qué tiempo hace en Madrid?"]
 
 
-def write_tiny(path: str) -> None:
-    """Export an untrained pNLP-Mixer of size ``tiny`` (seed 0; 4 intents, 3 slot types) to
-    ``path``: like the model of ``tests/test_hostile_models.py``, small enough that a run is mostly
-    interpreter overhead."""
+def tiny_model(intents: list[str], slot_types: list[str]):
+    """An untrained pNLP-Mixer of size ``tiny`` (seed 0) for ``intents`` and the BIO tags of
+    ``slot_types``, with the metadata ``export.export`` writes beside it: returns
+    ``(keras_model, projection_config, meta)``. Shared with ``tests/test_hostile_models.py``."""
     import dataclasses
 
     import tf_keras as keras
 
     from ondevice_nlp import tagging
     from ondevice_nlp.configs import get_size
-    from ondevice_nlp.export import export
     from ondevice_nlp.models.pnlp_mixer import build_pnlp_mixer
 
     keras.utils.set_random_seed(0)
     size = get_size("tiny")
-    intents = ["CREATE_ALARM", "GET_WEATHER", "SEND_MESSAGE", "PLAY_MUSIC"]
-    tags = tagging.bio_labels(["DATE_TIME", "LOCATION", "PERSON"])
+    tags = tagging.bio_labels(slot_types)
     model = build_pnlp_mixer(size.net, max_tokens=size.projection.max_tokens,
                              feature_size=size.projection.feature_size, window=size.window,
                              num_intents=len(intents), num_tags=len(tags))
     meta = {"model": "pnlp_mixer", "size": "tiny", "dataset": "mtop", "languages": ["en"],
             "projection": dataclasses.asdict(size.projection), "window": size.window,
-            "labels": {"intents": intents, "tags": tags}, "parameters": int(model.count_params())}
-    export(model, size.projection, [t.encode() for t in PLAIN], meta, path)
+            "labels": {"intents": list(intents), "tags": tags},
+            "parameters": int(model.count_params())}
+    return model, size.projection, meta
+
+
+def write_tiny(path: str) -> None:
+    """Export ``tiny_model`` (4 intents, 3 slot types) to ``path``, calibrated on ``PLAIN``: like
+    the model of ``tests/test_hostile_models.py``, small enough that a run is mostly interpreter
+    overhead."""
+    from ondevice_nlp.export import export
+
+    model, proj, meta = tiny_model(["CREATE_ALARM", "GET_WEATHER", "SEND_MESSAGE", "PLAY_MUSIC"],
+                                   ["DATE_TIME", "LOCATION", "PERSON"])
+    export(model, proj, [t.encode() for t in PLAIN], meta, path)
 
 
 class _Resizing:
