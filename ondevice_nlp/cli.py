@@ -148,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
                         "per-token argmax tags (an ablation; see README 'Slot decoding')")
     e.add_argument("--errors", action="store_true",
                    help="also count the kinds of error per language (intent, slot boundaries, "
-                        "slot type, missed, spurious; metrics.error_breakdown)")
+                        "slot type, missed, spurious; metrics.error_breakdown) and the "
+                        "utterances longer than the model's S tokens (export.truncation_counts)")
     _op_resolver_arg(e)
 
     r = sub.add_parser("predict", help="intent and slots of one text; prints JSON")

@@ -150,4 +150,49 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     result = evaluate(list(examples), intents, slots)
     if errors:
         result["errors"] = error_breakdown(list(examples), intents, slots)
+        S = (tfl.meta.get("projection") or {}).get("max_tokens")
+        if isinstance(S, int) and S > 0:
+            result["truncation"] = truncation_counts(list(examples), intents, slots, S)
     return result
+
+
+def truncation_counts(gold: Sequence[Example], pred_intents: Sequence[str], pred_slots: Sequence,
+                      max_tokens: int) -> dict:
+    """What the sequence length S costs: the utterances with more than ``max_tokens`` projection
+    tokens (the model sees the first S only, ``projection_ref.tokenize``), how many of them are
+    still exact matches, and the gold slots that end after the S-th token, which no model of
+    that S can find.
+
+    Args:
+        gold, pred_intents, pred_slots: as for :func:`metrics.evaluate`.
+        max_tokens: the model's S (``meta["projection"]["max_tokens"]``), > 0.
+
+    Returns:
+        ``{"max_tokens": S, "too_long": int, "too_long_exact_match": int,
+        "gold_slots_past_cap": int}`` (counts of utterances, utterances, gold slots).
+
+    Raises:
+        ValueError: ``max_tokens`` < 1; as :func:`metrics.evaluate` (empty gold,
+        lengths differ).
+    """
+    from .metrics import _check_lengths
+    from .train import token_char_offsets
+
+    _check_lengths(gold, pred_intents, pred_slots, "count truncation on")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    out = {"max_tokens": max_tokens, "too_long": 0, "too_long_exact_match": 0,
+           "gold_slots_past_cap": 0}
+    idx = []
+    for i, e in enumerate(gold):
+        offsets = token_char_offsets(e.text, max_tokens + 1)
+        if len(offsets) > max_tokens:
+            idx.append(i)
+            last_end = offsets[max_tokens - 1][1]
+            out["gold_slots_past_cap"] += sum(s.end > last_end for s in e.slots)
+    out["too_long"] = len(idx)
+    if idx:
+        sub = evaluate([gold[i] for i in idx], [pred_intents[i] for i in idx],
+                       [pred_slots[i] for i in idx])
+        out["too_long_exact_match"] = round(sub["exact_match"] * sub["n"])
+    return out

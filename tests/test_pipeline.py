@@ -241,6 +241,7 @@ def test_evaluate_cli_errors(tiny_build, capsys):
     res = json.loads(capsys.readouterr().out)["en"]
     m = json.loads((out / "metrics.json").read_text())
     errors = res.pop("errors")
+    trunc = res.pop("truncation")
     assert res == m["tflite"]["en"]
     test = load_dataset("mtop", str(root), ["en"], "test")["en"]
     decoded = TFLiteModel(str(out / "model.tflite")).decode_batch([e.text for e in test])
@@ -250,6 +251,33 @@ def test_evaluate_cli_errors(tiny_build, capsys):
     assert errors["intent_wrong"] == round((1 - res["intent_accuracy"]) * res["n"])
     assert errors["gold_other_bounds"] == (errors["bounds_start"] + errors["bounds_end"]
                                            + errors["bounds_both"])
+    from ondevice_nlp.export import truncation_counts
+    S = TFLiteModel(str(out / "model.tflite")).meta["projection"]["max_tokens"]
+    assert trunc == truncation_counts(test, [d[0] for d in decoded], [d[2] for d in decoded], S)
+
+
+def test_truncation_counts_hand_computed():
+    """Utterances longer than S tokens, those still exact, and gold slots past the S-th token
+    (S = 3 here; a Thai letter with its marks is one token)."""
+    from ondevice_nlp.data.example import Example, Slot
+    from ondevice_nlp.export import truncation_counts
+
+    def ex(text, intent, *slots, language="en"):
+        return Example(text=text, language=language, intent=intent, slots=tuple(slots))
+
+    gold = [ex("wake me at 7", "ALARM", Slot("TIME", 11, 12)),     # 4 tokens, slot past the cap
+            ex("play jazz now", "MUSIC", Slot("GENRE", 5, 9)),     # 3 tokens: fits
+            ex("call mom and dad", "CALL", Slot("NAME", 5, 8)),    # 4 tokens, slot inside
+            ex("สวัสดี", "GREET", language="th")]                   # 4 letter tokens
+    intents = ["ALARM", "MUSIC", "CALL", "GREET"]
+    slots = [[], [("GENRE", 5, 9)], [("NAME", 5, 8)], []]
+    assert truncation_counts(gold, intents, slots, 3) == {
+        "max_tokens": 3, "too_long": 3, "too_long_exact_match": 2, "gold_slots_past_cap": 1}
+    assert truncation_counts(gold, intents, slots, 4)["too_long"] == 0
+    with pytest.raises(ValueError, match="max_tokens must be >= 1"):
+        truncation_counts(gold, intents, slots, 0)
+    with pytest.raises(ValueError, match="length mismatch"):
+        truncation_counts(gold, intents[:2], slots, 3)
 
 
 @pytest.mark.parametrize("decoding", ["viterbi", "argmax"])
