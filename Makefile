@@ -496,6 +496,20 @@ $(LANG_PQRNN_BS64_E60): pqrnn-%-crf-bs64-e60:
 $(LANG_PQRNN_BS32): pqrnn-%-crf-bs32:
 	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 32)
 
+# the four pQRNN runs above (seed 1, batch 64, batch 64 for 60 epochs, batch 32) averaged as a
+# teacher labelling the training set and one slot-substituted copy per utterance, and a pQRNN
+# student of it (batch 64, the mixer students' 24 epochs at temperature 1)
+LANG_PQ4_MEMBERS = runs/pqrnn-$*-crf-seed1,runs/pqrnn-$*-crf-bs64,runs/pqrnn-$*-crf-bs64-e60,runs/pqrnn-$*-crf-bs32
+LANG_TEACHER_PQ4 = $(foreach l,$(EACH_LANGS),teacher-$(l)-pq4-aug1)
+LANG_PQRNN_KD_PQ4 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-aug1)
+.PHONY: $(LANG_TEACHER_PQ4) $(LANG_PQRNN_KD_PQ4)
+$(LANG_TEACHER_PQ4): teacher-%-pq4-aug1:
+	$(call run,teacher $(LANG_DATA) --teacher-model ensemble --members $(LANG_PQ4_MEMBERS) --augment-slots 1.0)
+
+$(LANG_PQRNN_KD_PQ4): pqrnn-%-crf-kd-pq4-aug1:
+	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --augment-slots 1.0 --epochs 24 \
+	    --patience 24 --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+
 $(LANG_CHAIN): mtop-%-kd4-best:
 	$(call chain,mtop-$*-crf-bs64 mtop-$*-crf-td10 pqrnn-$*-crf mtop-$*-crf teacher-$*-ens4-aug3 mtop-$*-crf-kd4-aug3-24-t1)
 
