@@ -488,25 +488,37 @@ $(LANG_PQRNN_SEED1): pqrnn-%-crf-seed1:
 # the batch-64 pQRNN's eval EM still rose at the 40-epoch cap on Thai: 60 epochs (cosine decay
 # over 60), and batch 32 at 40 epochs (twice the updates of batch 64)
 LANG_PQRNN_BS64_E60 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-bs64-e60)
+LANG_PQRNN_BS64_E60_P60 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-bs64-e60-p60)
 LANG_PQRNN_BS32 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-bs32)
-.PHONY: $(LANG_PQRNN_BS64_E60) $(LANG_PQRNN_BS32)
+.PHONY: $(LANG_PQRNN_BS64_E60) $(LANG_PQRNN_BS64_E60_P60) $(LANG_PQRNN_BS32)
 $(LANG_PQRNN_BS64_E60): pqrnn-%-crf-bs64-e60:
 	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --epochs 60)
+
+# the same without early stopping (the run above stopped at epoch 31 of 60 on Thai: patience 6
+# ran out while the cosine schedule's learning rate was still high)
+$(LANG_PQRNN_BS64_E60_P60): pqrnn-%-crf-bs64-e60-p60:
+	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --epochs 60 --patience 60)
 
 $(LANG_PQRNN_BS32): pqrnn-%-crf-bs32:
 	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 32)
 
 # the four pQRNN runs above (seed 1, batch 64, batch 64 for 60 epochs, batch 32) averaged as a
-# teacher labelling the training set and one slot-substituted copy per utterance, and a pQRNN
-# student of it (batch 64, the mixer students' 24 epochs at temperature 1)
+# teacher labelling the training set and one slot-substituted copy per utterance, and pQRNN
+# students of it (batch 64, the mixer students' 24 epochs at temperature 1): on the training set
+# only (kd-pq4), and with the copies (kd-pq4-aug1; each epoch twice as long)
 LANG_PQ4_MEMBERS = runs/pqrnn-$*-crf-seed1,runs/pqrnn-$*-crf-bs64,runs/pqrnn-$*-crf-bs64-e60,runs/pqrnn-$*-crf-bs32
 LANG_TEACHER_PQ4 = $(foreach l,$(EACH_LANGS),teacher-$(l)-pq4-aug1)
-LANG_PQRNN_KD_PQ4 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-aug1)
-.PHONY: $(LANG_TEACHER_PQ4) $(LANG_PQRNN_KD_PQ4)
+LANG_PQRNN_KD_PQ4 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4)
+LANG_PQRNN_KD_PQ4_AUG1 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-aug1)
+.PHONY: $(LANG_TEACHER_PQ4) $(LANG_PQRNN_KD_PQ4) $(LANG_PQRNN_KD_PQ4_AUG1)
 $(LANG_TEACHER_PQ4): teacher-%-pq4-aug1:
 	$(call run,teacher $(LANG_DATA) --teacher-model ensemble --members $(LANG_PQ4_MEMBERS) --augment-slots 1.0)
 
-$(LANG_PQRNN_KD_PQ4): pqrnn-%-crf-kd-pq4-aug1:
+$(LANG_PQRNN_KD_PQ4): pqrnn-%-crf-kd-pq4:
+	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --epochs 24 --patience 24 \
+	    --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+
+$(LANG_PQRNN_KD_PQ4_AUG1): pqrnn-%-crf-kd-pq4-aug1:
 	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --augment-slots 1.0 --epochs 24 \
 	    --patience 24 --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
 
