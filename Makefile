@@ -510,12 +510,18 @@ LANG_PQ4_MEMBERS = runs/pqrnn-$*-crf-seed1,runs/pqrnn-$*-crf-bs64,runs/pqrnn-$*-
 LANG_TEACHER_PQ4 = $(foreach l,$(EACH_LANGS),teacher-$(l)-pq4-aug1)
 LANG_PQRNN_KD_PQ4 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4)
 LANG_PQRNN_KD_PQ4_AUG1 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-aug1)
-.PHONY: $(LANG_TEACHER_PQ4) $(LANG_PQRNN_KD_PQ4) $(LANG_PQRNN_KD_PQ4_AUG1)
+LANG_PQRNN_KD_PQ4_BS32 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-bs32)
+.PHONY: $(LANG_TEACHER_PQ4) $(LANG_PQRNN_KD_PQ4) $(LANG_PQRNN_KD_PQ4_AUG1) $(LANG_PQRNN_KD_PQ4_BS32)
 $(LANG_TEACHER_PQ4): teacher-%-pq4-aug1:
 	$(call run,teacher $(LANG_DATA) --teacher-model ensemble --members $(LANG_PQ4_MEMBERS) --augment-slots 1.0)
 
 $(LANG_PQRNN_KD_PQ4): pqrnn-%-crf-kd-pq4:
 	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --epochs 24 --patience 24 \
+	    --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+
+# the same student at batch 32 (the best pQRNN run's batch size)
+$(LANG_PQRNN_KD_PQ4_BS32): pqrnn-%-crf-kd-pq4-bs32:
+	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 32 --epochs 24 --patience 24 \
 	    --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
 
 $(LANG_PQRNN_KD_PQ4_AUG1): pqrnn-%-crf-kd-pq4-aug1:
