@@ -140,7 +140,9 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     Predictions come from the file alone: its slot logits (constrained IOB2
     Viterbi decoding) and token offsets (``TFLiteModel.decode_batch``), batches
     of ``batch_size`` utterances. With ``errors``, the result also has
-    ``"errors"``: the counts of ``metrics.error_breakdown``.
+    ``"errors"``: the counts of ``metrics.error_breakdown``; and, when the
+    file's metadata gives its sequence length S (``projection.max_tokens``),
+    ``"truncation"``: the counts of :func:`truncation_counts`.
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):
