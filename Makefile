@@ -515,18 +515,18 @@ LANG_PQRNN_KD_PQ4_BS32 = $(foreach l,$(EACH_LANGS),pqrnn-$(l)-crf-kd-pq4-bs32)
 $(LANG_TEACHER_PQ4): teacher-%-pq4-aug1:
 	$(call run,teacher $(LANG_DATA) --teacher-model ensemble --members $(LANG_PQ4_MEMBERS) --augment-slots 1.0)
 
+# the students' shared flags; each target adds its batch size (and copies)
+PQ4_STUDENT = --model pqrnn --crf --epochs 24 --patience 24 --qat-epochs 1 \
+    --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5
 $(LANG_PQRNN_KD_PQ4): pqrnn-%-crf-kd-pq4:
-	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --epochs 24 --patience 24 \
-	    --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(LANG_DATA) $(PQ4_STUDENT) --batch-size 64)
 
 # the same student at batch 32 (the best pQRNN run's batch size)
 $(LANG_PQRNN_KD_PQ4_BS32): pqrnn-%-crf-kd-pq4-bs32:
-	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 32 --epochs 24 --patience 24 \
-	    --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(LANG_DATA) $(PQ4_STUDENT) --batch-size 32)
 
 $(LANG_PQRNN_KD_PQ4_AUG1): pqrnn-%-crf-kd-pq4-aug1:
-	$(call run,build $(LANG_DATA) --model pqrnn --crf --batch-size 64 --augment-slots 1.0 --epochs 24 \
-	    --patience 24 --qat-epochs 1 --teacher runs/teacher-$*-pq4-aug1 --distill-temperature 1.0 --distill-weight 0.5)
+	$(call run,build $(LANG_DATA) $(PQ4_STUDENT) --batch-size 64 --augment-slots 1.0)
 
 $(LANG_CHAIN): mtop-%-kd4-best:
 	$(call chain,mtop-$*-crf-bs64 mtop-$*-crf-td10 pqrnn-$*-crf mtop-$*-crf teacher-$*-ens4-aug3 mtop-$*-crf-kd4-aug3-24-t1)
