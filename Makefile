@@ -565,6 +565,7 @@ clean:
 # dictionary, each Thai stretch cut into them by maximal matching and moved to a script the op
 # splits at spaces; the best letter recipes (pQRNN batch 32, base batch 64) trained on that copy
 TH_WORDS_DATA = --dataset mtop --data-dir runs/mtop-th-words --languages th
+LANG_DATA_TH = --dataset mtop --data-dir $(DATA)/mtop --languages th
 .PHONY: mtop-th-words pqrnn-th-words-crf-bs32 mtop-th-words-crf-bs64
 mtop-th-words: runs/mtop-th-words/th/test.txt
 runs/mtop-th-words/th/test.txt: tools/thai_words.py
@@ -575,3 +576,15 @@ pqrnn-th-words-crf-bs32: runs/mtop-th-words/th/test.txt
 
 mtop-th-words-crf-bs64: runs/mtop-th-words/th/test.txt
 	$(call run,build $(TH_WORDS_DATA) --model pnlp_mixer --crf --batch-size 64)
+
+# Thai read word by word inside the op (`build --words`, config version 4): the word list of
+# tools/thai_words.py (the training slot values' words), the best letter recipes again
+runs/th-words.txt: tools/thai_words.py
+	$(BIN)/python tools/thai_words.py --data-dir $(DATA)/mtop --write-words runs/th-words.txt
+
+.PHONY: pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words
+pqrnn-th-crf-bs32-words: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) --model pqrnn --crf --batch-size 32 --words runs/th-words.txt)
+
+mtop-th-crf-bs64-words: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) --model pnlp_mixer --crf --batch-size 64 --words runs/th-words.txt)

@@ -113,6 +113,22 @@ std::string ValidateConfig(const Config& c) {
     return "ngram must be 0 with method id " + std::to_string(method) + ", got " +
            std::to_string(c.ngram);
   }
+  if (c.words.size() > static_cast<size_t>(kMaxWords)) {
+    return "words must hold at most " + std::to_string(kMaxWords) + " hashes, got " +
+           std::to_string(c.words.size());
+  }
+  for (size_t i = 1; i < c.words.size(); ++i) {
+    if (c.words[i] <= c.words[i - 1]) {
+      return "words must be strictly increasing, word " + std::to_string(i) + " is not";
+    }
+  }
+  if (c.words.empty() ? c.word_len != 0 : (c.word_len < 1 || c.word_len > kMaxWordLen)) {
+    return RangeError("word_len", c.words.empty() ? 0 : 1, c.words.empty() ? 0 : kMaxWordLen,
+                      c.word_len);
+  }
+  if (!c.words.empty() && c.ngram != 0) {
+    return "ngram must be 0 with a word dictionary, got " + std::to_string(c.ngram);
+  }
   if (c.method == Method::kHashId) {
     if (c.feature_size < kMinHashIdVocab) {
       return "feature_size (the vocabulary size) must be >= " + std::to_string(kMinHashIdVocab) +
@@ -125,13 +141,22 @@ std::string ValidateConfig(const Config& c) {
 }
 
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
-  if ((size != kConfigSizeV1 && size != kConfigSizeV2 && size != kConfigSizeV3) ||
+  const bool v4 = vec != nullptr && size >= kConfigHeaderV4 && vec[0] == kConfigVersionV4;
+  if ((size != kConfigSizeV1 && size != kConfigSizeV2 && size != kConfigSizeV3 && !v4) ||
       vec == nullptr) {
     return "bad projection config vector: expected 7 int32 values [version=1, method, F, N, w, "
-           "S, seed], 8 [version=2, method, F, N, w, S, seed, shape] or 9 [version=3, method, "
-           "F, N, w, S, seed, shape, ngram], got " + std::to_string(size);
+           "S, seed], 8 [version=2, method, F, N, w, S, seed, shape], 9 [version=3, method, "
+           "F, N, w, S, seed, shape, ngram] or 11 + 2K [version=4, ..., ngram, K, L, K word "
+           "hashes], got " + std::to_string(size);
   }
-  const int32_t version = size == kConfigSizeV1   ? kConfigVersionV1
+  if (v4 && (vec[9] < 0 || vec[9] > kMaxWords ||
+             size != kConfigHeaderV4 + 2 * static_cast<int64_t>(vec[9]))) {
+    return "bad projection config vector: version 4 with K = " + std::to_string(vec[9]) +
+           " word hashes needs 11 + 2K values (K <= " + std::to_string(kMaxWords) + "), got " +
+           std::to_string(size);
+  }
+  const int32_t version = v4                      ? kConfigVersionV4
+                          : size == kConfigSizeV1 ? kConfigVersionV1
                           : size == kConfigSizeV2 ? kConfigVersionV2
                                                   : kConfigVersionV3;
   if (vec[0] != version) {
@@ -150,7 +175,17 @@ std::string ParseConfig(const int32_t* vec, int64_t size, Config* config) {
   c.max_tokens = vec[5];
   c.seed = vec[6];
   c.shape = size >= kConfigSizeV2 ? vec[7] : 0;
-  c.ngram = size == kConfigSizeV3 ? vec[8] : 0;
+  c.ngram = size >= kConfigSizeV3 ? vec[8] : 0;
+  if (v4) {
+    c.word_len = vec[10];
+    const size_t k = static_cast<size_t>(vec[9]);
+    c.words.resize(k);
+    for (size_t i = 0; i < k; ++i) {
+      const uint64_t lo = static_cast<uint32_t>(vec[kConfigHeaderV4 + 2 * i]);
+      const uint64_t hi = static_cast<uint32_t>(vec[kConfigHeaderV4 + 2 * i + 1]);
+      c.words[i] = lo | (hi << 32);
+    }
+  }
   std::string error = ValidateConfig(c);
   if (!error.empty()) return error;
   *config = c;
@@ -180,6 +215,8 @@ uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed) {
   const uint64_t mix = static_cast<uint64_t>(static_cast<uint32_t>(seed)) * kGolden;
   return Fmix64(Fnv1a64(data, len) ^ mix);
 }
+
+uint64_t WordHash(const uint8_t* data, size_t len) { return Fmix64(Fnv1a64(data, len)); }
 
 uint64_t DerivedHash(uint64_t base, uint64_t k) { return Fmix64(base + (k + 1) * kGolden); }
 
@@ -319,6 +356,14 @@ Projector::Projector(const Config& config) : config_(config) {
     ring_words_.resize(ring * num_words_);
   }
   if (config_.shape) ring_shape_.resize(ring);
+  if (!config_.words.empty()) {
+    const size_t n = static_cast<size_t>(kMaxRunTokens) + 1;
+    run_start_.resize(n);
+    run_end_.resize(n);
+    seg_cost_.resize(n);
+    seg_back_.resize(n);
+    seg_piece_.resize(n);
+  }
   if (config_.ngram > 0) {
     pending_size_ = config_.ngram;
     const size_t p = static_cast<size_t>(pending_size_);
@@ -520,6 +565,36 @@ void Projector::WriteRow(int row, int num_tokens, float* features) {
   }
 }
 
+size_t Projector::SegmentRun(const uint8_t* data, size_t n) {
+  // Cost of a split = outside * kPieceScale + pieces (pieces <= n <= 256 <
+  // kPieceScale, so this orders as (outside, pieces) in the reference).
+  constexpr uint32_t kPieceScale = 1024;
+  constexpr uint32_t kUnset = std::numeric_limits<uint32_t>::max();
+  const std::vector<uint64_t>& words = config_.words;
+  const size_t word_len = static_cast<size_t>(config_.word_len);
+  seg_cost_[0] = 0;
+  for (size_t j = 1; j <= n; ++j) seg_cost_[j] = kUnset;
+  auto relax = [&](size_t j, uint32_t cost, size_t i) {
+    if (cost < seg_cost_[j]) {  // strictly lower: on a tie the earliest i stays
+      seg_cost_[j] = cost;
+      seg_back_[j] = static_cast<uint32_t>(i);
+    }
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t base = seg_cost_[i];
+    relax(i + 1, base + kPieceScale + 1, i);  // one token outside every word
+    uint64_t h = kFnvOffset;  // FNV-1a over the tokens i .. j-1, which touch
+    const size_t last = std::min(n, i + word_len);
+    for (size_t j = i + 1; j <= last; ++j) {
+      h = Fnv1a64(data + run_start_[j - 1], run_end_[j - 1] - run_start_[j - 1], h);
+      if (std::binary_search(words.begin(), words.end(), Fmix64(h))) relax(j, base + 1, i);
+    }
+  }
+  size_t count = 0;
+  for (size_t j = n; j > 0; j = seg_back_[j]) seg_piece_[count++] = static_cast<uint32_t>(j);
+  return count;
+}
+
 bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mask,
                     int32_t* offsets, std::string* error) {
   if (!config_error_.empty()) {
@@ -563,6 +638,53 @@ bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mas
     }
     return true;
   };
+  // With a word dictionary, nospace tokens wait in the run buffer until the
+  // run ends (a space, a token of another class, a gap, kMaxRunTokens tokens
+  // or the end of the text); then its pieces are emitted as tokens.
+  const bool segment = !config_.words.empty();
+  size_t run_len = 0;
+  auto flush = [&]() -> bool {
+    const size_t n = run_len;
+    run_len = 0;
+    if (n == 0) return true;
+    for (size_t k = SegmentRun(data, n); k-- > 0 && num_tokens < s;) {
+      const size_t j = seg_piece_[k];
+      const size_t i = seg_back_[j];
+      size_t at = run_start_[i];
+      uint32_t cp;
+      size_t next = at + DecodeUtf8(data, len, at, &cp);
+      StartToken(at, next, cp, kNoSpace);
+      for (at = next; at < run_end_[j - 1]; at = next) {
+        next = at + DecodeUtf8(data, len, at, &cp);
+        ExtendToken(next, cp);
+      }
+      if (!emit()) return false;
+    }
+    return true;
+  };
+  // token_ is complete: emit it, or hold it in the run buffer.
+  auto finish = [&]() -> bool {
+    if (!segment) return emit();
+    if (token_.cls == kNoSpace) {
+      const size_t start = token_.start;  // flush() builds the pieces in token_
+      const size_t end = token_.end;
+      if (run_len > 0 && run_end_[run_len - 1] != start) {
+        if (!flush()) return false;
+        if (num_tokens == s) return true;
+      }
+      run_start_[run_len] = start;
+      run_end_[run_len] = end;
+      if (++run_len == static_cast<size_t>(kMaxRunTokens)) return flush();
+      return true;
+    }
+    if (run_len > 0) {
+      const Token held = token_;  // flush() builds the pieces in token_
+      if (!flush()) return false;
+      if (num_tokens == s) return true;
+      token_ = held;
+    }
+    return emit();
+  };
   size_t pos = 0;
   while (failure == nullptr && pos < len) {
     uint32_t cp;
@@ -579,13 +701,14 @@ bool Projector::Run(const uint8_t* data, size_t len, float* features, float* mas
     }
     if (open) {
       open = false;
-      if (!emit() || num_tokens == s) break;
+      if (!finish() || num_tokens == s) break;
     }
     if (cls == kSpace) continue;
     StartToken(start, pos, cp, cls);
     open = true;
   }
-  if (failure == nullptr && open && num_tokens < s) emit();
+  if (failure == nullptr && open && num_tokens < s) finish();
+  if (failure == nullptr && num_tokens < s) flush();
   if (failure != nullptr) {
     if (error) *error = failure;
     std::memset(features, 0, static_cast<size_t>(s) * d * sizeof(float));

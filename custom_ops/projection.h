@@ -19,6 +19,11 @@
 //     n-grams: every stretch of 2..K touching nospace tokens (Thai letters)
 //     is a unit of a second MinHash fingerprint of each of its tokens, counted
 //     into the same Bloom filter as the token's own;
+//   * optionally (config version 4, a word dictionary of K word hashes)
+//     maximal-matching word segmentation: runs of touching nospace tokens
+//     (Thai letters with their marks) are joined into dictionary words
+//     (fewest tokens outside words, then fewest pieces; see SegmentRun in
+//     projection.cc and segment_run in the reference);
 //
 // with the reference's own UTF-8 decoder (one U+FFFD per ill-formed byte),
 // tokenizer (space / single / nospace / word classes, Thai and Lao marks),
@@ -47,13 +52,24 @@ namespace projection {
 //   version 1, 7 entries: [1, method id, F, N, w, S, seed]         (shape = 0)
 //   version 2, 8 entries: [2, method id, F, N, w, S, seed, shape]  (shape 0 or 1)
 //   version 3, 9 entries: [3, method id, F, N, w, S, seed, shape, ngram]
+//   version 4, 11 + 2K entries: [4, method id, F, N, w, S, seed, shape, ngram, K, L,
+//     then K word hashes as (low, high) 32-bit halves, strictly increasing as uint64]
 constexpr int kConfigSizeV1 = 7;
 constexpr int kConfigSizeV2 = 8;
 constexpr int kConfigSizeV3 = 9;
-constexpr int kMaxConfigSize = kConfigSizeV3;
+
 constexpr int32_t kConfigVersionV1 = 1;
 constexpr int32_t kConfigVersionV2 = 2;
 constexpr int32_t kConfigVersionV3 = 3;
+constexpr int32_t kConfigVersionV4 = 4;
+constexpr int kConfigHeaderV4 = 11;
+// Word dictionary limits (MAX_WORDS, MAX_WORD_LEN) and the most touching
+// nospace tokens segmented at once (MAX_RUN_TOKENS).
+constexpr int32_t kMaxWords = 1 << 16;
+constexpr int32_t kMaxWordLen = 32;
+constexpr int kMaxRunTokens = 256;
+// Longest config vector: version 4 with kMaxWords word hashes.
+constexpr int kMaxConfigSize = kConfigHeaderV4 + 2 * kMaxWords;
 
 // Limits, identical to ProjectionConfig.__post_init__ (inclusive).
 constexpr int32_t kMaxFeatureSize = 1 << 16;
@@ -90,6 +106,8 @@ struct Config {
   int32_t seed = 0;
   int32_t shape = 0;            // 1: last kNumShapeFeatures features are shape flags
   int32_t ngram = 0;            // 0, or K in 2..8: letter n-gram units (MinHash only)
+  std::vector<uint64_t> words;  // word dictionary: strictly increasing WordHash values
+  int32_t word_len = 0;         // L: most nospace tokens in a word (1..32 with words, else 0)
 
   // Features of one token before windowing: F, or 1 (the id) for hashid.
   int32_t TokenSize() const { return method == Method::kHashId ? 1 : feature_size; }
@@ -103,13 +121,16 @@ struct Config {
 
 // Checks the limits of ProjectionConfig.__post_init__ (shape 0 or 1, and
 // F >= kMinShapeFeatureSize when shape = 1; ngram 0 or 2..8, and 0 unless
-// MinHash; hashid: F >= 2, w = 0, shape = 0). Returns "" when valid, otherwise
-// a message naming the bad field and its value.
+// MinHash; hashid: F >= 2, w = 0, shape = 0; at most kMaxWords strictly
+// increasing words, word_len in 1..32 with words and 0 without, ngram 0 with
+// words). Returns "" when valid, otherwise a message naming the bad field and
+// its value.
 std::string ValidateConfig(const Config& config);
 
 // Parses and validates an int32 config vector of `size` entries: 7 of version
 // 1 (method id 0, 1 or 2, then F, N, w, S, seed; shape = 0), 8 of version 2
-// (the same, then shape) or 9 of version 3 (then shape, ngram). Returns "" and
+// (the same, then shape), 9 of version 3 (then shape, ngram) or 11 + 2K of
+// version 4 (then K, L and the K word hashes). Returns "" and
 // fills `*config` on success, otherwise an error message (and leaves *config
 // alone).
 std::string ParseConfig(const int32_t* vec, int64_t size, Config* config);
@@ -124,6 +145,8 @@ uint64_t Fnv1a64(const uint8_t* data, size_t len, uint64_t h = kFnvOffset);
 uint64_t UnitHash(const uint8_t* data, size_t len, int32_t seed);
 // k-th derived hash (k = 0, 1, ...): fmix64(base + (k + 1) * kGolden).
 uint64_t DerivedHash(uint64_t base, uint64_t k);
+// Dictionary hash of a word's UTF-8 bytes as written: Fmix64(Fnv1a64(data)).
+uint64_t WordHash(const uint8_t* data, size_t len);
 // The first n derived hashes: out[k] = DerivedHash(base, k) for k < n. Every
 // hashing method draws its per-unit hash stream from here.
 void DerivedHashes(uint64_t base, size_t n, uint64_t* out);
@@ -235,6 +258,16 @@ class Projector {
   size_t previous_end_ = 0;        // end byte of the last pended token
   bool previous_nospace_ = false;  // the last pended token is a nospace token
   std::vector<uint8_t> pending_shape_;    // [P] ShapeBits() (shape = 1)
+  // words: the run of touching nospace tokens not yet segmented, and the
+  // segmentation's scratch (costs, back pointers, piece ends), kMaxRunTokens + 1 each.
+  std::vector<size_t> run_start_, run_end_;
+  std::vector<uint32_t> seg_cost_;
+  std::vector<uint32_t> seg_back_;
+  std::vector<uint32_t> seg_piece_;
+  // Segments the run's first n tokens into seg_back_ (pieces ending at n,
+  // then at seg_back_[n], ...) and returns the number of pieces, whose ends
+  // are written to seg_piece_ last piece first.
+  size_t SegmentRun(const uint8_t* data, size_t n);
 };
 
 // Convenience wrapper: Projector(config).Run(...). Thread-safe.

@@ -4,7 +4,8 @@
 //   input:   string [B]     UTF-8 (any bytes accepted)
 //   config:  int32  [7]     ProjectionConfig.to_vector(): version 1, or
 //            int32  [8]     version 2 (last entry: shape, 0 or 1), or
-//            int32  [9]     version 3 (shape, then ngram: 0 or 2..8)
+//            int32  [9]     version 3 (shape, then ngram: 0 or 2..8), or
+//            int32  [11+2K] version 4 (then K, L and K word hashes: word segmentation)
 //   features float32 [B, S, D]   D = (2w + 1) * F
 //   mask     float32 [B, S]
 //   offsets  int32   [B, S, 2]   UTF-8 byte start/end of each token
@@ -45,7 +46,7 @@ using ::tensorflow::shape_inference::ShapeHandle;
 absl::Status ConfigFromTensor(const Tensor& t, proj::Config* config) {
   if (t.dtype() != tensorflow::DT_INT32 || t.dims() != 1) {
     return absl::InvalidArgumentError(
-        "OndeviceProjection: config must be an int32 vector [7], [8] or [9], got shape " +
+        "OndeviceProjection: config must be an int32 vector [7], [8], [9] or [11 + 2K], got shape " +
         t.shape().DebugString());
   }
   const std::string error =
@@ -81,10 +82,13 @@ absl::Status ProjectionShape(InferenceContext* c) {
   const DimensionHandle config_size = c->Dim(config_shape, 0);
   if (c->ValueKnown(config_size) && c->Value(config_size) != proj::kConfigSizeV1 &&
       c->Value(config_size) != proj::kConfigSizeV2 &&
-      c->Value(config_size) != proj::kConfigSizeV3) {
+      c->Value(config_size) != proj::kConfigSizeV3 &&
+      (c->Value(config_size) < proj::kConfigHeaderV4 ||
+       c->Value(config_size) > proj::kMaxConfigSize)) {
     return absl::InvalidArgumentError(
         "OndeviceProjection: config must be an int32 vector [7] (version 1), [8] (version "
-        "2) or [9] (version 3), got [" + std::to_string(c->Value(config_size)) + "]");
+        "2), [9] (version 3) or [11 + 2K] (version 4), got [" +
+        std::to_string(c->Value(config_size)) + "]");
   }
   const DimensionHandle batch = c->Dim(input, 0);
   DimensionHandle seq = c->UnknownDim();
@@ -196,7 +200,9 @@ config: int32 [7] = [version=1, method (0 minhash, 1 ternary, 2 hashid), F, N, w
   4 of each token's F features; or int32 [9] = [version=3, method, F, N, w, S, seed,
   shape, ngram]; ngram=K (2..8, minhash only) counts, beside each nospace token's
   own fingerprint, a MinHash over the stretches of 2..K touching nospace tokens
-  (Thai letters) that contain it.
+  (Thai letters) that contain it; or int32 [11 + 2K] = [version=4, method, F, N, w, S,
+  seed, shape, ngram=0, K, L, K word hashes as (low, high) int32 pairs]: touching
+  nospace tokens are joined into dictionary words by maximal matching first.
 features: float32 [B, S, (2w+1)*F] ([B, S, 1] for hashid).
 mask: float32 [B, S], 1.0 for real tokens.
 offsets: int32 [B, S, 2], UTF-8 byte start and end of each token (0, 0 for padding).

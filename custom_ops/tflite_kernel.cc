@@ -3,8 +3,8 @@
 //
 //   input 0: kTfLiteString [B]  (TFLite string buffer: int32 count,
 //            int32 offsets[count + 1] from the buffer start, then the bytes)
-//   input 1: kTfLiteInt32 [7], [8] or [9]  ProjectionConfig.to_vector()
-//            (version 1, 2 or 3), normally a constant of the model
+//   input 1: kTfLiteInt32 [7], [8], [9] or [11 + 2K]  ProjectionConfig.to_vector()
+//            (version 1, 2, 3 or 4 with K word hashes), normally a constant of the model
 //   output 0: float32 [B, S, D], output 1: float32 [B, S],
 //   output 2: int32 [B, S, 2]
 //
@@ -29,6 +29,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "projection.h"
 #include "tflite_abi.h"
@@ -121,17 +122,19 @@ TfLiteStatus ReadConfig(TfLiteContext* context, const TfLiteTensor* t, proj::Con
     if (count > proj::kMaxConfigSize) break;
   }
   if (t->dims->size != 1 || (count != proj::kConfigSizeV1 && count != proj::kConfigSizeV2 &&
-                             count != proj::kConfigSizeV3)) {
+                             count != proj::kConfigSizeV3 &&
+                             (count < proj::kConfigHeaderV4 || count > proj::kMaxConfigSize))) {
     return Fail(context,
-                "config must be an int32 vector [7] (version 1), [8] (version 2) or [9] (version 3)");
+                "config must be an int32 vector [7] (version 1), [8] (version 2), [9] (version 3) "
+                "or [11 + 2K] (version 4, K word hashes)");
   }
   const size_t bytes = sizeof(int32_t) * static_cast<size_t>(count);
   if (t->data.raw_const == nullptr || t->bytes < bytes) {
     return Fail(context, "config tensor has no data");
   }
-  int32_t values[proj::kMaxConfigSize];
-  std::memcpy(values, t->data.raw_const, bytes);
-  const std::string error = proj::ParseConfig(values, count, config);
+  std::vector<int32_t> values(static_cast<size_t>(count));
+  std::memcpy(values.data(), t->data.raw_const, bytes);
+  const std::string error = proj::ParseConfig(values.data(), count, config);
   if (!error.empty()) return Fail(context, error);
   return kTfLiteOk;
 }
@@ -198,7 +201,7 @@ bool SameConfig(const proj::Config& a, const proj::Config& b) {
   return a.method == b.method && a.feature_size == b.feature_size &&
          a.num_hashes == b.num_hashes && a.window == b.window &&
          a.max_tokens == b.max_tokens && a.seed == b.seed && a.shape == b.shape &&
-         a.ngram == b.ngram;
+         a.ngram == b.ngram && a.word_len == b.word_len && a.words == b.words;
 }
 
 void* Init(TfLiteContext*, const char*, size_t) { return new (std::nothrow) OpData(); }

@@ -84,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
                    help="reuse OUT's completed float phase (checkpoints/float.done.json) and "
                         "start at quantization-aware training; with QAT complete as well "
                         "(checkpoints/qat.done.json), export and evaluate only")
+    b.add_argument("--words", metavar="FILE",
+                   help="word list (UTF-8, one word per line) of a script written without "
+                        "spaces, e.g. Thai: the projection joins their letters into one token "
+                        "by maximal matching (config version 4; the words travel in the "
+                        "model). tools/thai_words.py --write-words makes one from MTOP")
     b.add_argument("--init-from", metavar="RUN",
                    help="start float training from the best float weights of an earlier "
                         "build folder RUN of the same --model, --size and projection (e.g. the "
@@ -236,7 +241,7 @@ def _build(args) -> int:
             max_eval_examples=args.max_eval_examples, skip_bad_lines=args.skip_bad_lines,
             resume=args.resume, init_from=args.init_from, teacher=args.teacher,
             distill_temperature=args.distill_temperature, distill_weight=args.distill_weight,
-            augment_slots=args.augment_slots, crf=args.crf, ema=args.ema))
+            augment_slots=args.augment_slots, crf=args.crf, ema=args.ema, words=args.words))
     return 0
 
 

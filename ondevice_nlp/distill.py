@@ -467,7 +467,7 @@ def run_teacher(a: TeacherArgs) -> dict:
     intent_logits, slot_logits = predict_logits(model, enc, proj)
     meta = {"model": a.model, "size": a.size, "parameters": n_params, "dataset": a.dataset,
             "languages": a.languages, "labels": {"intents": labels.intents, "tags": labels.tags},
-            "max_tokens": S, "projection": dataclasses.asdict(proj), "metrics": metrics,
+            "max_tokens": S, "projection": proj.summary(), "metrics": metrics,
             "eval_history": cb.history, "epochs_run": len(cb.history),
             "seconds": {"training": round(train_s, 1), "total": round(time.time() - t0, 1)}}
     meta = write_teacher(a.out, meta, [e.text for e in train_ex], intent_logits, slot_logits)

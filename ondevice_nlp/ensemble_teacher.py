@@ -79,6 +79,9 @@ def load_member(run: str) -> Member:
                                     "`ondevice-nlp build` output folder")
     tfl = TFLiteModel(path)
     meta = tfl.meta
+    if meta.get("projection", {}).get("words"):
+        raise ValueError(f"{path}: built with a word dictionary (`build --words`); ensemble "
+                         "members with one are not supported yet (their tokens would differ)")
     spec = model_spec(meta["model"])
     size = spec.get_size(meta["size"], meta["projection"]["max_tokens"], None)
     model = spec.build(size, num_intents=len(tfl.intents), num_tags=len(tfl.tags), dynamic=True)

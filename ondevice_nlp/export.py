@@ -141,8 +141,8 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     Viterbi decoding) and token offsets (``TFLiteModel.decode_batch``), batches
     of ``batch_size`` utterances. With ``errors``, the result also has
     ``"errors"``: the counts of ``metrics.error_breakdown``; and, when the
-    file's metadata gives its sequence length S (``projection.max_tokens``),
-    ``"truncation"``: the counts of :func:`truncation_counts`.
+    file's metadata gives its sequence length S (``projection.max_tokens``) and
+    no word dictionary, ``"truncation"``: the counts of :func:`truncation_counts`.
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):
@@ -152,8 +152,10 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     result = evaluate(list(examples), intents, slots)
     if errors:
         result["errors"] = error_breakdown(list(examples), intents, slots)
-        S = (tfl.meta.get("projection") or {}).get("max_tokens")
-        if isinstance(S, int) and S > 0:
+        proj = tfl.meta.get("projection") or {}
+        S = proj.get("max_tokens")
+        # a word dictionary's words are in the file's config vector, not its metadata
+        if isinstance(S, int) and S > 0 and not proj.get("words"):
             result["truncation"] = truncation_counts(list(examples), intents, slots, S)
     return result
 

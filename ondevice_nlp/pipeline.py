@@ -58,6 +58,7 @@ class BuildArgs:
     representative_examples: int = 200
     skip_bad_lines: bool = False
     resume: bool = False
+    words: str | None = None  # word list file: the projection's word dictionary
     teacher: str | None = None  # teacher folder (``ondevice-nlp teacher``): distil from it
     distill_temperature: float = 2.0
     distill_weight: float = 0.5
@@ -164,6 +165,54 @@ def _subset(examples, n, seed):
     return rng.sample(list(examples), n)
 
 
+def with_word_list(proj, path: str):
+    """``proj`` with the word dictionary of a word list file (``build --words``).
+
+    Args:
+      proj: a ``projection_ref.ProjectionConfig`` without ``ngram``.
+      path: UTF-8 text, one word per line (surrounding whitespace stripped,
+        blank lines skipped), each a word of a script written without spaces
+        (e.g. Thai; ``projection_ref.word_dictionary``). ``tools/thai_words.py
+        --write-words`` writes one from MTOP's training parses.
+
+    Returns:
+      ``dataclasses.replace(proj, words=..., word_len=...)``: config version 4,
+      whose tokenizer joins the letters of those words into one token.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: invalid UTF-8, a line that is not such a word, too many or
+        too long words, no word at all, or ``proj.ngram`` > 0; the message
+        names the file and line.
+    """
+    from .projection_ref import word_dictionary
+
+    lines = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                word = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid UTF-8 ({exc.reason})") from None
+            if not word:
+                continue
+            try:
+                word_dictionary([word])  # one word: the error names this line
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+            lines.append(word)
+    if not lines:
+        raise ValueError(f"{path}: no words")
+    try:
+        words, word_len = word_dictionary(lines)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    try:
+        return dataclasses.replace(proj, words=words, word_len=word_len)
+    except ValueError as exc:
+        raise ValueError(f"--words {path}: {exc}") from None
+
+
 def load_splits(a) -> tuple[dict, list]:
     """Train/eval/test examples of ``a`` (``BuildArgs`` or ``distill.TeacherArgs``).
 
@@ -207,7 +256,7 @@ class Prepared:
     tests: dict
 
 
-def prepare_data(a, S: int) -> Prepared:
+def prepare_data(a, S: int, proj=None) -> Prepared:
     """Load ``a``'s splits (``load_splits``), build the label vocabularies from
     the training set, encode every split for S tokens and record the BIO tag
     transitions seen in training (``tagging.observed_transitions``), for
@@ -223,7 +272,7 @@ def prepare_data(a, S: int) -> Prepared:
 
     splits, train_ex = load_splits(a)
     labels = T.Labels.from_examples(train_ex)
-    enc_train = T.encode(train_ex, labels, S)
+    enc_train = T.encode(train_ex, labels, S, proj)
     log.info("slots covering no token (cut by max_tokens=%d): %d", S, enc_train.n_uncovered_slots)
     labels.transitions = tagging.observed_transitions(
         (tags[:int(m.sum())] for tags, m in zip(enc_train.tags, enc_train.mask)), len(labels.tags))
@@ -234,8 +283,8 @@ def prepare_data(a, S: int) -> Prepared:
                                                 [e.slots for e in train_ex])
     log.info("slot edges inside a token (span trims) learned from training: %d start, %d end",
              len(labels.span_trims.start), len(labels.span_trims.end))
-    evals = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["eval"].items()}
-    tests = {lang: (ex, T.encode(ex, labels, S)) for lang, ex in splits["test"].items()}
+    evals = {lang: (ex, T.encode(ex, labels, S, proj)) for lang, ex in splits["eval"].items()}
+    tests = {lang: (ex, T.encode(ex, labels, S, proj)) for lang, ex in splits["test"].items()}
     return Prepared(splits, train_ex, labels, enc_train, evals, tests)
 
 
@@ -310,10 +359,14 @@ def build(a: BuildArgs) -> dict:
             raise ValueError(f"--token-dropout must be in [0, 1), got {a.token_dropout}")
         size = dataclasses.replace(size, net=dataclasses.replace(
             size.net, token_dropout=a.token_dropout))
+    if a.words:
+        size = dataclasses.replace(size, projection=with_word_list(size.projection, a.words))
+        log.info("word dictionary %s: %d words, up to %d letters each", a.words,
+                 len(size.projection.words), size.projection.word_len)
     proj = size.projection
     S = proj.max_tokens
 
-    data = prepare_data(a, S)
+    data = prepare_data(a, S, proj)
     splits, train_ex, labels = data.splits, data.train_ex, data.labels
     enc_train, evals, tests = data.enc_train, data.evals, data.tests
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",
@@ -322,7 +375,7 @@ def build(a: BuildArgs) -> dict:
     if a.augment_slots:  # with --teacher, the teacher needs targets for the copies too
         from .augment import substitute_slot_values
         extra = substitute_slot_values(train_ex, a.augment_slots, a.seed)
-        enc_train = T.concat_encoded(enc_train, T.encode(extra, labels, S))
+        enc_train = T.concat_encoded(enc_train, T.encode(extra, labels, S, proj))
         log.info("slot-value substitution: %d extra training utterances (rate %g)", len(extra),
                  a.augment_slots)
     soft, losses, teacher = None, None, None
@@ -419,7 +472,7 @@ def build(a: BuildArgs) -> dict:
     if a.crf:
         labels.crf_transitions = qat.transition_scores()
     meta = {"model": a.model, "size": size_name, "dataset": a.dataset, "languages": a.languages,
-            "projection": dataclasses.asdict(proj), "window": size.window,
+            "projection": proj.summary(), "window": size.window,
             "labels": labels.to_json(), "parameters": n_params}
     t0 = time.time()
     model_path = os.path.join(a.out, "model.tflite")

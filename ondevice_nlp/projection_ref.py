@@ -27,6 +27,20 @@ Pipeline for one input string (``bytes``):
      utterances give 25 tokens on average).
    * *word*: everything else; a run of word code points is one token.
 
+   With a *word dictionary* (config version 4, ``ProjectionConfig.words``)
+   runs of nospace tokens that touch (each one's byte end is the next one's
+   byte start) are then joined into words by maximal matching: a run, cut
+   into chunks of at most ``MAX_RUN_TOKENS`` tokens, is split into pieces
+   that are either a dictionary word (a stretch of at most ``word_len``
+   tokens whose UTF-8 bytes, as written, have ``word_hash`` in ``words``)
+   or one token outside every word, choosing the split with the fewest
+   tokens outside words, then the fewest pieces, then (on a tie) the one
+   whose pieces end first (``segment_run``). A piece is one token with the
+   code points of its letters. So Thai, written without spaces, is read
+   word by word where the dictionary knows the words (Thai word
+   segmentation by maximal matching: Sornlertlamvanich 1993; the published
+   pNLP-Mixer read multilingual-BERT word pieces instead).
+
    Only the first ``max_tokens`` tokens are kept. The C++ op stops reading
    once it has them, so a 1 MB string costs no more than its first tokens
    (this reference decodes the whole input first: same result, slower).
@@ -109,12 +123,17 @@ model made before version 2); version 2, 8 entries ``[2, method, F, N, w, S,
 seed, shape]`` (written for ``shape=1``; ``shape=0`` is accepted and equals
 version 1); version 3, 9 entries ``[3, method, F, N, w, S, seed, shape,
 ngram]`` (written for ``ngram > 0``; ``ngram=0`` is accepted and equals
-version 2).
+version 2); version 4, ``11 + 2K`` entries ``[4, method, F, N, w, S, seed,
+shape, ngram, K, L, lo_0, hi_0, ..., lo_{K-1}, hi_{K-1}]`` (written when
+there is a word dictionary: K word hashes, each as its low and high 32 bits
+in int32 two's complement, strictly increasing as uint64; L = ``word_len``;
+ngram must be 0).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -141,6 +160,16 @@ NUM_SHAPE_FEATURES = 4
 """Token shape flags that take the last feature slots when ``shape=1``."""
 MIN_SHAPE_FEATURE_SIZE = 8
 """Smallest F allowed with ``shape=1`` (F - 4 >= 4 hashed features)."""
+WORDS_CONFIG_VERSION = 4
+"""Version of a config vector with a word dictionary: 11 entries, then 2 per word hash."""
+WORDS_HEADER_SIZE = 11
+"""Entries of a version-4 config vector before the word hashes."""
+MAX_WORDS = 1 << 16
+"""Largest word dictionary (K word hashes)."""
+MAX_WORD_LEN = 32
+"""Largest ``word_len``: nospace tokens (letters with their marks) in one dictionary word."""
+MAX_RUN_TOKENS = 256
+"""Touching nospace tokens segmented at once; a longer run is cut into chunks of this many."""
 DECIMAL_DIGITS = ((0x30, 0x39), (0x0966, 0x096F), (0x0E50, 0x0E59))
 """Inclusive code point ranges of the shape features' decimal digits: ASCII, Devanagari, Thai."""
 
@@ -169,6 +198,11 @@ class ProjectionConfig:
       ngram: 0, or K in 2..8: a nospace token (Thai letter) also counts a
         MinHash fingerprint of the stretches of 2..K touching nospace tokens
         that contain it (config version 3, minhash only; module doc, step 5).
+      words: the word dictionary (config version 4; module doc, step 2):
+        strictly increasing ``word_hash`` values (uint64), at most
+        ``MAX_WORDS``; ``()`` for none. Build it with ``word_dictionary``.
+      word_len: L, the most nospace tokens in a dictionary word (1 ..
+        ``MAX_WORD_LEN`` with words, 0 without).
 
     Raises:
       ValueError: a field out of range (its name is in the message).
@@ -182,6 +216,8 @@ class ProjectionConfig:
     seed: int = 0
     shape: int = 0
     ngram: int = 0
+    words: tuple = dataclasses.field(default=(), repr=False)
+    word_len: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -207,6 +243,41 @@ class ProjectionConfig:
             if self.window or self.shape:
                 raise ValueError(f"window and shape must be 0 with method hashid, got "
                                  f"window={self.window}, shape={self.shape}")
+        if not isinstance(self.words, tuple):
+            raise ValueError(f"words must be a tuple of word hashes, got {type(self.words).__name__}")
+        if len(self.words) > MAX_WORDS:
+            raise ValueError(f"words must hold at most {MAX_WORDS} hashes, got {len(self.words)}")
+        prev = -1
+        for h in self.words:
+            if not isinstance(h, (int, np.integer)) or not prev < h <= MASK64:
+                raise ValueError("words must be strictly increasing ints in [0, 2**64), got "
+                                 f"{h!r} after {prev}")
+            prev = h
+        lo = 1 if self.words else 0
+        hi = MAX_WORD_LEN if self.words else 0
+        if not isinstance(self.word_len, (int, np.integer)) or not lo <= self.word_len <= hi:
+            raise ValueError(f"word_len must be an int in [{lo}, {hi}] with {len(self.words)} "
+                             f"words, got {self.word_len!r}")
+        if self.words and self.ngram:
+            raise ValueError(f"ngram must be 0 with a word dictionary, got {self.ngram}")
+
+    def summary(self) -> dict:
+        """The fields as a JSON-able dict for a model's metadata: ``dataclasses.asdict``
+        without ``words`` and ``word_len`` when there is no word dictionary (so the
+        metadata of such configs is what it was before version 4), and with the
+        number of words in place of their hashes otherwise (the hashes travel in
+        the model's config vector)."""
+        d = dataclasses.asdict(self)
+        if self.words:
+            d["words"] = len(self.words)
+        else:
+            del d["words"], d["word_len"]
+        return d
+
+    @functools.cached_property
+    def word_set(self) -> frozenset:
+        """``words`` as a frozenset, for ``tokenize`` (computed once per config)."""
+        return frozenset(self.words)
 
     @property
     def token_size(self) -> int:
@@ -229,10 +300,17 @@ class ProjectionConfig:
         Returns int32 [7] ``[1, method id, F, N, w, S, seed]`` (version 1) when
         ``shape=0`` and ``ngram=0``, so older configs keep their vector; int32 [8]
         ``[2, method id, F, N, w, S, seed, 1]`` when ``shape=1`` and ``ngram=0``;
-        int32 [9] ``[3, method id, F, N, w, S, seed, shape, ngram]`` when ``ngram > 0``.
+        int32 [9] ``[3, method id, F, N, w, S, seed, shape, ngram]`` when ``ngram > 0``;
+        int32 [11 + 2K] of version 4 with K > 0 word hashes (module doc).
         """
         vec = [METHODS.index(self.method), self.feature_size, self.num_hashes, self.window,
                self.max_tokens, self.seed]
+        if self.words:
+            halves = np.array(self.words, dtype=np.uint64)
+            pairs = np.stack([halves & np.uint64(0xFFFFFFFF), halves >> np.uint64(32)], axis=1)
+            head = np.array([WORDS_CONFIG_VERSION, *vec, self.shape, self.ngram, len(self.words),
+                             self.word_len], dtype=np.int32)
+            return np.concatenate([head, pairs.astype(np.uint32).view(np.int32).reshape(-1)])
         if self.ngram:
             return np.array([NGRAM_CONFIG_VERSION, *vec, self.shape, self.ngram], dtype=np.int32)
         if self.shape:
@@ -242,13 +320,21 @@ class ProjectionConfig:
     @classmethod
     def from_vector(cls, vec: Sequence[int]) -> "ProjectionConfig":
         """Inverse of ``to_vector``: 7 entries of version 1, 8 of version 2 (last:
-        shape) or 9 of version 3 (shape, ngram).
+        shape), 9 of version 3 (shape, ngram) or 11 + 2K of version 4.
 
         Raises:
           ValueError: another length, a version that does not match it, an
             unknown method id or a field out of range.
         """
         vec = [int(v) for v in vec]
+        if len(vec) >= WORDS_HEADER_SIZE and vec[0] == WORDS_CONFIG_VERSION:
+            k = vec[9]
+            if not 0 <= vec[1] < len(METHODS) or k < 0 or len(vec) != WORDS_HEADER_SIZE + 2 * k:
+                raise ValueError(f"bad projection config vector (version 4, {len(vec)} entries, "
+                                 f"K = {k})")
+            u = [v & 0xFFFFFFFF for v in vec[WORDS_HEADER_SIZE:]]
+            words = tuple(u[2 * i] | (u[2 * i + 1] << 32) for i in range(k))
+            return cls(METHODS[vec[1]], *vec[2:9], words=words, word_len=vec[10])
         versions = {7: CONFIG_VERSION, 8: SHAPE_CONFIG_VERSION, 9: NGRAM_CONFIG_VERSION}
         if (len(vec) not in versions or vec[0] != versions[len(vec)]
                 or not 0 <= vec[1] < len(METHODS)):
@@ -358,14 +444,8 @@ def char_class(cp: int) -> int:
     return WORD
 
 
-def tokenize(data: bytes, max_tokens: int) -> list[tuple[int, int, list[int]]]:
-    """Split UTF-8 bytes into at most ``max_tokens`` tokens.
-
-    Returns a list of (byte start, byte end, code points) per token.
-    """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tokens: list[tuple[int, int, list[int]]] = []
+def _raw_tokens(data: bytes):
+    """Tokens before word segmentation: (byte start, byte end, code points, class) each."""
     cur = None  # [start, end, cps, cls]
     for cp, s, e in decode_utf8(data):
         cls = char_class(cp)
@@ -378,16 +458,133 @@ def tokenize(data: bytes, max_tokens: int) -> list[tuple[int, int, list[int]]]:
             cur[2].append(cp)
             continue
         if cur is not None:
-            tokens.append((cur[0], cur[1], cur[2]))
+            yield tuple(cur)
             cur = None
-            if len(tokens) == max_tokens:
-                return tokens
         if cls == SPACE:
             continue
         cur = [s, e, [cp], cls]
-    if cur is not None and len(tokens) < max_tokens:
-        tokens.append((cur[0], cur[1], cur[2]))
+    if cur is not None:
+        yield tuple(cur)
+
+
+def word_hash(data: bytes) -> int:
+    """uint64 hash of a word's UTF-8 bytes as written: ``fmix64(fnv1a64(data))`` (no seed)."""
+    return fmix64(fnv1a64(data))
+
+
+def segment_run(data: bytes, run: Sequence[tuple[int, int]], words: frozenset,
+                word_len: int) -> list[tuple[int, int]]:
+    """Maximal matching of one run of touching nospace tokens (module doc, step 2).
+
+    Args:
+      data: the UTF-8 input.
+      run: (byte start, byte end) of each token; each one's end is the next
+        one's start; at most ``MAX_RUN_TOKENS`` of them.
+      words: the ``word_hash`` values of the dictionary; ``word_len`` the
+        most tokens in a word.
+
+    Returns:
+      The pieces as (first token, one past the last token) index pairs, in
+      order, covering the run. Dynamic programming over token positions i =
+      0, 1, ...: from i, one token outside every word costs (1 outside, 1
+      piece), a dictionary word of j - i <= word_len tokens (0, 1); the
+      cost of reaching j only changes when strictly lower (so, on a tie, the
+      split through the earliest i wins).
+    """
+    n = len(run)
+    best: list[tuple[int, int] | None] = [None] * (n + 1)
+    best[0] = (0, 0)
+    back = [0] * (n + 1)
+    for i in range(n):
+        outside, pieces = best[i]
+        options = [(i + 1, (outside + 1, pieces + 1))]
+        for j in range(i + 1, min(n, i + word_len) + 1):
+            if word_hash(data[run[i][0]:run[j - 1][1]]) in words:
+                options.append((j, (outside, pieces + 1)))
+        for j, cost in options:
+            if best[j] is None or cost < best[j]:
+                best[j] = cost
+                back[j] = i
+    out, j = [], n
+    while j > 0:
+        out.append((back[j], j))
+        j = back[j]
+    return out[::-1]
+
+
+def tokenize(data: bytes, max_tokens: int, words: frozenset = frozenset(),
+             word_len: int = 0) -> list[tuple[int, int, list[int]]]:
+    """Split UTF-8 bytes into at most ``max_tokens`` tokens (module doc, step 2).
+
+    ``words`` (``ProjectionConfig.word_set``) and ``word_len``: the word
+    dictionary, if any, that joins touching nospace tokens into words.
+    Returns a list of (byte start, byte end, code points) per token.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tokens: list[tuple[int, int, list[int]]] = []
+    run: list[tuple[int, int, list[int], int]] = []  # touching nospace tokens, not yet split
+
+    def flush():
+        spans = [(t[0], t[1]) for t in run]
+        for i, j in segment_run(data, spans, words, word_len):
+            if len(tokens) < max_tokens:
+                tokens.append((run[i][0], run[j - 1][1], [cp for t in run[i:j] for cp in t[2]]))
+        run.clear()
+
+    for tok in _raw_tokens(data):
+        if len(tokens) >= max_tokens:
+            break
+        if not words:
+            tokens.append(tok[:3])
+            continue
+        if tok[3] == NOSPACE:
+            if run and run[-1][1] != tok[0]:
+                flush()
+            run.append(tok)
+            if len(run) == MAX_RUN_TOKENS:
+                flush()
+        else:
+            flush()
+            if len(tokens) < max_tokens:
+                tokens.append(tok[:3])
+    if run:
+        flush()
     return tokens
+
+
+def word_dictionary(words: Iterable[str]) -> tuple[tuple[int, ...], int]:
+    """The ``words`` and ``word_len`` of a ``ProjectionConfig`` for a list of words.
+
+    Args:
+      words: words of a script written without spaces (e.g. Thai), each one
+        run of touching nospace tokens (``tokenize``): no space, no letter of
+        another class; duplicates are allowed.
+
+    Returns:
+      (strictly increasing ``word_hash`` values of their UTF-8 bytes, the
+      most tokens in one word).
+
+    Raises:
+      ValueError: a word that is not one run of nospace tokens, longer than
+        ``MAX_WORD_LEN`` tokens, or more than ``MAX_WORDS`` distinct words;
+        the message names the word's position (0-based) and the word.
+    """
+    hashes, longest = set(), 0
+    for k, w in enumerate(words):
+        data = w.encode("utf-8")
+        toks = list(_raw_tokens(data))
+        if not toks or any(t[3] != NOSPACE for t in toks) or toks[0][0] != 0 \
+                or toks[-1][1] != len(data) or any(a[1] != b[0] for a, b in zip(toks, toks[1:])):
+            raise ValueError(f"word {k} ({w!r}) is not one run of letters of a script written "
+                             "without spaces (Thai, Lao, Myanmar, Khmer, CJK)")
+        if len(toks) > MAX_WORD_LEN:
+            raise ValueError(f"word {k} ({w!r}) has {len(toks)} letters, more than {MAX_WORD_LEN}")
+        hashes.add(word_hash(data))
+        longest = max(longest, len(toks))
+    if len(hashes) > MAX_WORDS:
+        raise ValueError(f"{len(hashes)} distinct words, more than {MAX_WORDS}")
+    return tuple(sorted(hashes)), longest
 
 
 def lower_cp(cp: int) -> int:
@@ -529,7 +726,7 @@ def project_one(data: bytes | str, cfg: ProjectionConfig):
     if isinstance(data, str):
         data = data.encode("utf-8")
     S, F, w = cfg.max_tokens, cfg.token_size, cfg.window
-    toks = tokenize(data, S)
+    toks = tokenize(data, S, cfg.word_set, cfg.word_len)
     per_tok = np.zeros((S + 2 * w, F), dtype=np.float32)
     fn = _FEATURE_FNS[cfg.method]
     if cfg.ngram:

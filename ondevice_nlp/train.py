@@ -99,14 +99,22 @@ class Encoded:
     offsets: list
 
 
-def token_char_offsets(text: str, max_tokens: int) -> list[tuple[int, int]]:
-    """Character (start, end) of the projection's tokens of ``text`` (first S)."""
-    byte_offsets = [(s, e) for s, e, _ in tokenize(text.encode("utf-8"), max_tokens)]
+def token_char_offsets(text: str, max_tokens: int, proj=None) -> list[tuple[int, int]]:
+    """Character (start, end) of the projection's tokens of ``text`` (first S).
+
+    ``proj``: the ``ProjectionConfig`` whose word dictionary (if any) joins
+    letters into words (``projection_ref.tokenize``); None for none.
+    """
+    words, word_len = (proj.word_set, proj.word_len) if proj is not None else (frozenset(), 0)
+    byte_offsets = [(s, e) for s, e, _ in tokenize(text.encode("utf-8"), max_tokens, words,
+                                                   word_len)]
     return tagging.byte_to_char_offsets(text, byte_offsets)
 
 
-def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Encoded:
-    """Turn examples into training arrays (see ``Encoded``)."""
+def encode(examples: Sequence[Example], labels: Labels, max_tokens: int,
+           proj=None) -> Encoded:
+    """Turn examples into training arrays (see ``Encoded``), tokenized as ``proj`` does
+    (``token_char_offsets``)."""
     n, S = len(examples), max_tokens
     intent_id = {x: i for i, x in enumerate(labels.intents)}
     tag_id = {x: i for i, x in enumerate(labels.tags)}
@@ -119,7 +127,7 @@ def encode(examples: Sequence[Example], labels: Labels, max_tokens: int) -> Enco
     for i, ex in enumerate(examples):
         texts[i] = ex.text.encode("utf-8")
         intents[i] = intent_id.get(ex.intent, -1)
-        offs = token_char_offsets(ex.text, S)
+        offs = token_char_offsets(ex.text, S, proj)
         all_offsets.append(offs)
         bio, miss = tagging.spans_to_bio(offs, ex.slots)
         uncovered += miss

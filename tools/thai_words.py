@@ -26,7 +26,14 @@ A gold slot whose edge falls inside a piece cannot be predicted exactly with
 these tokens and counts as an error in the build's exact match: nothing is
 dropped, so exact match stays over the same utterances as the letter runs.
 
+``--write-words FILE`` writes the same dictionary as a word list for ``ondevice-nlp
+build --words FILE``, which puts maximal matching into the op itself (config
+version 4, ``projection_ref.segment_run``: the same cuts on Thai text, without
+moving the script): the words that are one run of Thai letters (the op's rule,
+``projection_ref.word_dictionary``), one per line, sorted.
+
 Usage: python tools/thai_words.py --data-dir ../shared/data/mtop --out runs/mtop-th-words
+       python tools/thai_words.py --data-dir ../shared/data/mtop --write-words runs/th-words.txt
 
 Raises SystemExit with the file and line on a malformed line (not 5 tab
 separated columns, undecodable UTF-8, an unparsable flat parse) or on
@@ -42,7 +49,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ondevice_nlp.data.mtop import parse_flat_parse  # noqa: E402
-from ondevice_nlp.projection_ref import THAI_LAO_MARKS  # noqa: E402
+from ondevice_nlp.projection_ref import THAI_LAO_MARKS, word_dictionary  # noqa: E402
 
 SPLITS = ("train", "eval", "test")
 THAI_FIRST, THAI_LAST = 0x0E00, 0x0E7F
@@ -176,18 +183,41 @@ def convert(src: str, dst: str, dictionary: frozenset[str]) -> dict:
     return {"lines": len(lines), "pieces": pieces, "thai_letters": letters}
 
 
+def op_words(dictionary: frozenset[str]) -> list[str]:
+    """The dictionary's words that the op accepts (one run of nospace letters), sorted."""
+    out = []
+    for w in sorted(dictionary):
+        try:
+            word_dictionary([w])
+        except ValueError:
+            continue
+        out.append(w)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", required=True, help="MTOP folder with th/{train,eval,test}.txt")
-    ap.add_argument("--out", required=True, help="folder to write th/{train,eval,test}.txt to")
+    ap.add_argument("--out", help="folder to write th/{train,eval,test}.txt to")
+    ap.add_argument("--write-words", metavar="FILE",
+                    help="write the dictionary as a word list for `ondevice-nlp build --words`")
     args = ap.parse_args(argv)
+    if not args.out and not args.write_words:
+        ap.error("give --out, --write-words or both")
     src = os.path.join(args.data_dir, "th")
     for split in SPLITS:
         if not os.path.isfile(os.path.join(src, f"{split}.txt")):
             raise SystemExit(f"{os.path.join(src, split + '.txt')}: no such file")
     dictionary = build_dictionary(os.path.join(src, "train.txt"))
     print(f"dictionary: {len(dictionary)} words from {os.path.join(src, 'train.txt')}")
-    for split in SPLITS:
+    if args.write_words:
+        words = op_words(dictionary)
+        os.makedirs(os.path.dirname(args.write_words) or ".", exist_ok=True)
+        with open(args.write_words, "w", encoding="utf-8") as f:
+            f.write("".join(w + "\n" for w in words))
+        print(f"word list: {len(words)} words (of {len(dictionary)}; the others hold a letter of "
+              f"another script or a digit) -> {args.write_words}")
+    for split in SPLITS if args.out else ():
         dst = os.path.join(args.out, "th", f"{split}.txt")
         c = convert(os.path.join(src, f"{split}.txt"), dst, dictionary)
         print(f"{split}: {c['lines']} lines, {c['thai_letters']} Thai letters in "

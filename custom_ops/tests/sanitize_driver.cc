@@ -782,9 +782,20 @@ int ChecksumFile(const char* path) {
   }
   int32_t version;
   std::memcpy(&version, bytes.data(), 4);
-  const size_t config_size = version == proj::kConfigVersionV3   ? proj::kConfigSizeV3
-                             : version == proj::kConfigVersionV2 ? proj::kConfigSizeV2
-                                                                 : proj::kConfigSizeV1;
+  size_t config_size = version == proj::kConfigVersionV3   ? proj::kConfigSizeV3
+                       : version == proj::kConfigVersionV2 ? proj::kConfigSizeV2
+                                                           : proj::kConfigSizeV1;
+  if (version == proj::kConfigVersionV4) {  // 11 entries, then 2 per word hash (K = entry 9)
+    int32_t k = 0;
+    if (bytes.size() >= 4 * static_cast<size_t>(proj::kConfigHeaderV4)) {
+      std::memcpy(&k, bytes.data() + 4 * 9, 4);
+    }
+    if (k < 0 || k > proj::kMaxWords) {
+      std::fprintf(stderr, "bad word count\n");
+      return 2;
+    }
+    config_size = static_cast<size_t>(proj::kConfigHeaderV4) + 2 * static_cast<size_t>(k);
+  }
   if (bytes.size() < 4 * config_size + 4) {
     std::fprintf(stderr, "file too short\n");
     return 2;
