@@ -1,7 +1,8 @@
 """Hashing projection: pinned hash vectors, NumPy reference == TF op == TFLite
 kernel (bit for bit), invalid inputs, and an ASan/UBSan run of the C++ core
 and TFLite kernel through a standalone driver. Config versions 1 (7 entries),
-2 (8 entries, token shape features) and 3 (9 entries, letter n-grams)."""
+2 (8 entries, token shape features), 3 (9 entries, letter n-grams) and 4
+(11 + 2K entries, a word dictionary of K words)."""
 
 from __future__ import annotations
 
@@ -302,6 +303,106 @@ def test_ngram_config_vectors_and_validation():
             ref.ProjectionConfig.from_vector(bad)
 
 
+# --------------------------------------------------------------------------
+# (a3) Word dictionary (config version 4, ``words``): maximal matching.
+# --------------------------------------------------------------------------
+
+TEST_WORDS = ["ส่ง", "ข้อความ", "วัน", "อังคาร", "ตั้งแต่", "เพื่อน", "ร่วม", "งาน", "ชั่วโมง", "นาที",
+              "สี่", "สิบ", "ห้า", "ก", "กข", "ข่", "日本", "語", "ເພາະ"]
+WORD_HASHES, WORD_LEN = ref.word_dictionary(TEST_WORDS)
+
+
+def _pieces(text: str, words, word_len=None, max_tokens=64) -> list[str]:
+    h, L = ref.word_dictionary(words)
+    data = text.encode()
+    return [data[s:e].decode() for s, e, _ in
+            ref.tokenize(data, max_tokens, frozenset(h), word_len or L)]
+
+
+def test_pinned_word_hashes_and_config_vector():
+    assert ref.word_hash("วัน".encode()) == 0xB4BFD8E2635990CF
+    assert ref.word_hash("日本".encode()) == 0x1230C55089FE4E43
+    assert ref.word_hash(b"") == 0xEFD01F60BA992926
+    # duplicates collapse; hashes sorted as uint64; L = most letters (อั ง ค า ร: 5)
+    h, L = ref.word_dictionary(["วัน", "อังคาร", "วัน"])
+    assert h == (0xAA9655F3823BBAE2, 0xB4BFD8E2635990CF) and L == 5
+    cfg = ref.ProjectionConfig("ternary", 8, 1, 0, 8, 0, words=h, word_len=L)
+    # low then high 32 bits of each hash, as int32
+    assert cfg.to_vector().tolist() == [4, 1, 8, 1, 0, 8, 0, 0, 0, 2, 5, -2110014750, -1432988173,
+                                        1666814159, -1262495518]
+    assert ref.ProjectionConfig.from_vector(cfg.to_vector()) == cfg
+    assert cfg.summary() == {"method": "ternary", "feature_size": 8, "num_hashes": 1, "window": 0,
+                             "max_tokens": 8, "seed": 0, "shape": 0, "ngram": 0, "words": 2,
+                             "word_len": 5}
+
+
+def test_pinned_word_segmentation():
+    text = "ตั้งแต่วันอังคาร กลุ่มเพื่อนร่วมงานได้ส่งข้อความ 日本語のテキスト Steve"
+    assert _pieces(text, TEST_WORDS) == [
+        "ตั้งแต่", "วัน", "อังคาร", "ก", "ลุ่", "ม", "เพื่อน", "ร่วม", "งาน", "ไ", "ด้", "ส่ง",
+        "ข้อความ", "日本", "語", "の", "テ", "キ", "ス", "ト", "Steve"]
+    # without a dictionary: one token per letter with its marks, as before
+    letters = ref.tokenize(text.encode(), 64)
+    assert ref.tokenize(text.encode(), 64, frozenset(), 0) == letters and len(letters) == 43
+
+
+def test_segmentation_rules():
+    # fewest letters outside words first: ก + ขคง (1 outside), not greedy กข + ค + ง (2)
+    assert _pieces("กขคง", ["กข", "ขคง"]) == ["ก", "ขคง"]
+    # then fewest pieces
+    assert _pieces("กขค", ["กข", "ค", "กขค"]) == ["กขค"]
+    # on a tie (ab|c and a|bc, each 0 outside, 2 pieces) the split through the earliest cut wins
+    assert _pieces("กขค", ["ก", "ขค", "กข", "ค"]) == ["ก", "ขค"]
+    # a word is made of whole letters: ส is known, but ส่ keeps its tone mark
+    assert _pieces("ส่ง", ["ส", "ง"]) == ["ส่", "ง"]
+    # runs end at spaces and at letters of other classes; they are not joined across them
+    assert _pieces("วัน วัน", ["วันวัน", "วัน"]) == ["วัน", "วัน"]
+    assert _pieces("วันAวัน", ["วัน"]) == ["วัน", "A", "วัน"]
+    # a word longer than word_len letters is not tried
+    assert _pieces("วันวัน", ["วันวัน", "วัน"], word_len=3) == ["วัน", "วัน"]
+    # S counts pieces; the run is segmented before the cut
+    assert _pieces("ข้อความข้อความส่ง", ["ข้อความ", "ส่ง"], max_tokens=2) == ["ข้อความ", "ข้อความ"]
+
+
+def test_long_runs_are_segmented_in_chunks():
+    # ข้อความ is 6 letters; 256 letters end 4 letters into the 43rd copy
+    text = "ข้อความ" * 50
+    pieces = _pieces(text, ["ข้อความ"], max_tokens=4096)
+    assert pieces[:42] == ["ข้อความ"] * 42
+    assert pieces[42:46] == ["ข้", "อ", "ค", "ว"]  # the chunk ends: no word fits
+    assert pieces[46:48] == ["า", "ม"] and pieces[48:] == ["ข้อความ"] * 7
+    assert "".join(pieces) == text
+
+
+@pytest.mark.parametrize("words, match", [
+    (["วัน วัน"], "not one run"), (["abc"], "not one run"), (["ก1"], "not one run"),
+    ([""], "not one run"), (["ก" * 33], "more than 32"), (["ก\u00a0ข"], "not one run"),
+])
+def test_word_dictionary_errors(words, match):
+    with pytest.raises(ValueError, match=match):
+        ref.word_dictionary(words)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(words=[1, 2], word_len=1), "tuple"), (dict(words=(2, 1), word_len=1), "increasing"),
+    (dict(words=(1, 1), word_len=1), "increasing"), (dict(words=(1 << 64,), word_len=1), "increasing"),
+    (dict(words=(-1,), word_len=1), "increasing"), (dict(words=(1,), word_len=0), "word_len"),
+    (dict(words=(1,), word_len=33), "word_len"), (dict(word_len=1), "word_len"),
+    (dict(words=(1,), word_len=1, ngram=4), "ngram"),
+])
+def test_word_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ref.ProjectionConfig(**kwargs)
+
+
+def test_word_config_vectors_rejected():
+    ok = [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 1, 5, 0]
+    assert ref.ProjectionConfig.from_vector(ok).words == (5,)
+    for bad in BAD_WORD_VECTORS:
+        with pytest.raises(ValueError):
+            ref.ProjectionConfig.from_vector(bad)
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(ngram=1), dict(ngram=9), dict(ngram=-1), dict(ngram=2.0),
     dict(method="ternary", ngram=2), dict(method="hashid", window=0, feature_size=100, ngram=3),
@@ -400,8 +501,16 @@ CONFIGS = [
     ref.ProjectionConfig("minhash", 8, 3, 1, 5, 123, shape=1, ngram=2),
 ]
 NGRAM_CONFIGS = CONFIGS[-4:]
+# Version 4: a word dictionary (also run on THAI_TEXTS and long runs, see texts_for).
+WORD_CONFIGS = [
+    ref.ProjectionConfig("ternary", 64, 1, 0, 64, 0, words=WORD_HASHES, word_len=WORD_LEN),
+    ref.ProjectionConfig("minhash", 64, 8, 1, 16, 7, shape=1, words=WORD_HASHES, word_len=WORD_LEN),
+    ref.ProjectionConfig("hashid", 100, 1, 0, 5, 3, words=WORD_HASHES, word_len=2),
+    ref.ProjectionConfig("minhash", 16, 4, 0, 400, INT32_MAX, words=WORD_HASHES, word_len=WORD_LEN),
+]
+CONFIGS += WORD_CONFIGS
 TFLITE_CONFIGS = [CONFIGS[0], CONFIGS[2], CONFIGS[5], CONFIGS[6], CONFIGS[9], CONFIGS[11],
-                  CONFIGS[13], CONFIGS[15], *NGRAM_CONFIGS[:2]]
+                  CONFIGS[13], CONFIGS[15], *NGRAM_CONFIGS[:2], *WORD_CONFIGS]
 THAI_TEXTS = tuple(t.encode() for t in (
     "ส่งข้อความสุขสันต์วันปีใหม่ให้ Steve และ Steve", "ตั้งแต่วันอังคาร กลุ่มเพื่อนร่วมงานได้ส่งข้อความหาฉันบ้างไหม",
     "ช่วยส่งข้อความไปยังเธรดยูเอฟโอได้ไหม", "จับเวลาหลังสี่ชั่วโมงเก้านาทีและสี่ชั่วโมงสี่สิบห้านาที" * 3,
@@ -409,16 +518,22 @@ THAI_TEXTS = tuple(t.encode() for t in (
     "กAข1ค\u0e31\u0e48ง", "\u0e48\u0e31กข", "ก\xa0ข\u3000ค", "ก" * 70 + "ข่" * 30))
 
 
+LONG_RUNS = tuple(t.encode() for t in (
+    "ข้อความ" * 50, "ส่งข้อความ" * 40 + " วัน", "ก" * 255 + "ข่", "ก" * 256 + "ข่", "ก" * 257 + "ข่"))
+
+
 def texts_for(cfg: ref.ProjectionConfig) -> tuple[bytes, ...]:
-    """The corpus, and for ngram configs runs of Thai letters besides (its random texts have few)."""
-    return corpus() + (THAI_TEXTS + tuple(b"\xff".join(THAI_TEXTS[:3]).split(b" "))
-                       if cfg.ngram else ())
+    """The corpus, and for ngram and word configs runs of Thai letters besides (its random
+    texts have few); for word configs, runs longer than a segmentation chunk too."""
+    thai = THAI_TEXTS + tuple(b"\xff".join(THAI_TEXTS[:3]).split(b" "))
+    return corpus() + (thai if cfg.ngram or cfg.words else ()) + (LONG_RUNS if cfg.words else ())
 
 
 def _cfg_id(cfg: ref.ProjectionConfig) -> str:
     return (f"{cfg.method}-F{cfg.feature_size}-N{cfg.num_hashes}-w{cfg.window}"
             f"-S{cfg.max_tokens}-seed{cfg.seed}" + ("-shape" if cfg.shape else "")
-            + (f"-ngram{cfg.ngram}" if cfg.ngram else ""))
+            + (f"-ngram{cfg.ngram}" if cfg.ngram else "")
+            + (f"-words{len(cfg.words)}-L{cfg.word_len}" if cfg.words else ""))
 
 
 @functools.lru_cache(maxsize=None)
@@ -539,6 +654,18 @@ BAD_VECTORS = [
     [3, 1, 16, 4, 1, 8, 0, 0, 2], [3, 2, 16, 4, 0, 8, 0, 0, 2], [2, 0, 16, 4, 1, 8, 0, 1, 4],
     [3, 0, 16, 4, 1, 8, 0, 2, 4], [3, 0, 16, 4, 1, 8, 0, 1, 4, 0],
 ]
+# Version 4: 11 + 2K entries; K hashes strictly increasing as uint64 (the int32 halves read
+# unsigned), word_len 1..32 with words and 0 without, ngram 0 (custom_ops/tests has the same).
+BAD_WORD_VECTORS = [
+    [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 1], [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 1, 5, 0, 6],
+    [4, 0, 16, 4, 1, 8, 0, 0, 0, 2, 1, 5, 0, 5, 0], [4, 0, 16, 4, 1, 8, 0, 0, 0, 2, 1, -1, 0, 1, 0],
+    [4, 0, 16, 4, 1, 8, 0, 0, 0, 2, 1, 0, 1, 5, 0], [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 0, 5, 0],
+    [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 33, 5, 0], [4, 0, 16, 4, 1, 8, 0, 0, 0, 0, 1],
+    [4, 0, 16, 4, 1, 8, 0, 0, 4, 1, 1, 5, 0], [4, 0, 16, 4, 1, 8, 0, 0, 0, -1, 1],
+    [4, 0, 16, 4, 1, 8, 0, 0, 0, (1 << 31) - 1, 1], [4, 3, 16, 4, 1, 8, 0, 0, 0, 1, 1, 5, 0],
+    [4, 2, 16, 4, 1, 8, 0, 0, 0, 1, 1, 5, 0], [4, 0, 16, 4, 1, 8, 0, 0, 0, 1, 1, 5],
+]
+BAD_VECTORS += BAD_WORD_VECTORS
 
 
 @pytest.mark.parametrize("vec", BAD_VECTORS, ids=lambda v: ",".join(map(str, v)))
@@ -820,7 +947,8 @@ def test_sanitized_driver_selftest(sanitize_driver):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[2], CONFIGS[6], CONFIGS[7], CONFIGS[9],
-                                 CONFIGS[10], CONFIGS[11], CONFIGS[13], CONFIGS[14], *NGRAM_CONFIGS],
+                                 CONFIGS[10], CONFIGS[11], CONFIGS[13], CONFIGS[14], *NGRAM_CONFIGS,
+                                 *WORD_CONFIGS],
                          ids=_cfg_id)
 def test_sanitized_driver_checksums_match_reference(sanitize_driver, tmp_path, cfg):
     texts = list(corpus()[:30]) + list(corpus()[-len(SHAPE_TEXTS) - 1:])
