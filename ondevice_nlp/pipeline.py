@@ -185,7 +185,7 @@ def with_word_list(proj, path: str):
         too long words, no word at all, or ``proj.ngram`` > 0; the message
         names the file and line.
     """
-    from .projection_ref import word_dictionary
+    from .projection_ref import word_dictionary, word_letters
 
     lines = []
     with open(path, "rb") as f:
@@ -197,7 +197,7 @@ def with_word_list(proj, path: str):
             if not word:
                 continue
             try:
-                word_dictionary([word])  # one word: the error names this line
+                word_letters(word)
             except ValueError as exc:
                 raise ValueError(f"{path}:{lineno}: {exc}") from None
             lines.append(word)

@@ -553,6 +553,24 @@ def tokenize(data: bytes, max_tokens: int, words: frozenset = frozenset(),
     return tokens
 
 
+def word_letters(word: str) -> int:
+    """The number of nospace tokens (letters with their marks) of one dictionary word.
+
+    Raises:
+      ValueError: ``word`` is not one run of touching nospace tokens (``tokenize``:
+        empty, a space, a letter of another class) or has more than ``MAX_WORD_LEN``.
+    """
+    data = word.encode("utf-8")
+    toks = list(_raw_tokens(data))
+    if not toks or any(t[3] != NOSPACE for t in toks) or toks[0][0] != 0 \
+            or toks[-1][1] != len(data) or any(a[1] != b[0] for a, b in zip(toks, toks[1:])):
+        raise ValueError(f"{word!r} is not one run of letters of a script written without "
+                         "spaces (Thai, Lao, Myanmar, Khmer, CJK)")
+    if len(toks) > MAX_WORD_LEN:
+        raise ValueError(f"{word!r} has {len(toks)} letters, more than {MAX_WORD_LEN}")
+    return len(toks)
+
+
 def word_dictionary(words: Iterable[str]) -> tuple[tuple[int, ...], int]:
     """The ``words`` and ``word_len`` of a ``ProjectionConfig`` for a list of words.
 
@@ -567,21 +585,17 @@ def word_dictionary(words: Iterable[str]) -> tuple[tuple[int, ...], int]:
 
     Raises:
       ValueError: a word that is not one run of nospace tokens, longer than
-        ``MAX_WORD_LEN`` tokens, or more than ``MAX_WORDS`` distinct words;
-        the message names the word's position (0-based) and the word.
+        ``MAX_WORD_LEN`` tokens (``word_letters``), or more than ``MAX_WORDS``
+        distinct words; the message names the word's position (0-based) and the word.
     """
     hashes, longest = set(), 0
     for k, w in enumerate(words):
-        data = w.encode("utf-8")
-        toks = list(_raw_tokens(data))
-        if not toks or any(t[3] != NOSPACE for t in toks) or toks[0][0] != 0 \
-                or toks[-1][1] != len(data) or any(a[1] != b[0] for a, b in zip(toks, toks[1:])):
-            raise ValueError(f"word {k} ({w!r}) is not one run of letters of a script written "
-                             "without spaces (Thai, Lao, Myanmar, Khmer, CJK)")
-        if len(toks) > MAX_WORD_LEN:
-            raise ValueError(f"word {k} ({w!r}) has {len(toks)} letters, more than {MAX_WORD_LEN}")
-        hashes.add(word_hash(data))
-        longest = max(longest, len(toks))
+        try:
+            letters = word_letters(w)
+        except ValueError as exc:
+            raise ValueError(f"word {k}: {exc}") from None
+        hashes.add(word_hash(w.encode("utf-8")))
+        longest = max(longest, letters)
     if len(hashes) > MAX_WORDS:
         raise ValueError(f"{len(hashes)} distinct words, more than {MAX_WORDS}")
     return tuple(sorted(hashes)), longest

@@ -606,3 +606,80 @@ def test_build_with_token_dropout(tiny_build, tmp_path):
     assert m["token_dropout"] == 0.2
     assert m["keras"]["en"]["intent_accuracy"] >= 0.9  # trivially learnable, as above
     assert abs(m["tflite"]["en"]["exact_match"] - m["keras_qat"]["en"]["exact_match"]) <= 0.1
+
+
+THAI_NAMES = ["สมชาย", "สมหญิง", "มานี", "ปิติ"]
+THAI_TIMES = ["เจ็ดโมง", "แปดโมง", "เก้าโมง"]
+THAI_WORDS = ["ส่ง", "ข้อความ", "หา", "ตั้ง", "นาฬิกา", "ปลุก", "ตอน", "เจ็ด", "แปด", "เก้า", "โมง",
+              *THAI_NAMES]
+
+
+def _thai_examples(rng, n):
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            p = rng.choice(THAI_NAMES)
+            out.append(_line(f"ส่งข้อความหา{p}", "SEND_MESSAGE", [("RECIPIENT", p)], "th_XX"))
+        else:
+            t = rng.choice(THAI_TIMES)
+            out.append(_line(f"ตั้งนาฬิกาปลุกตอน{t}", "CREATE_ALARM", [("DATE_TIME", f"ตอน {t}")],
+                             "th_XX"))
+    return out
+
+
+def test_build_with_a_word_list(tmp_path):
+    """`build --words`: the file's op reads Thai word by word (config version 4), the words
+    travel in the model, and Keras, the QAT model and the `.tflite` agree."""
+    from ondevice_nlp import projection_ref as ref
+    from ondevice_nlp.tflite_model import TFLiteModel
+
+    rng = random.Random(1)
+    splits = {s: _thai_examples(rng, n) for s, n in (("train", 200), ("eval", 20), ("test", 20))}
+    root = write_mtop(tmp_path / "mtop", splits, lang="th")
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(THAI_WORDS) + "\n\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
+                   "--model", "pqrnn", "--size", "tiny", "--out", str(out), "--epochs", "6",
+                   "--qat-epochs", "1", "--batch-size", "16", "--lr", "1e-2", "--qat-lr", "1e-3",
+                   "--words", str(words)])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["keras"]["th"]["intent_accuracy"] >= 0.9
+    assert abs(m["tflite"]["th"]["exact_match"] - m["keras_qat"]["th"]["exact_match"]) <= 0.1
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    h, word_len = ref.word_dictionary(THAI_WORDS)
+    assert tfl.meta["projection"]["words"] == len(h) and tfl.meta["projection"]["word_len"] == word_len
+    text = "ส่งข้อความหามานี"
+    raw = tfl.run([text])
+    n = int(raw["token_mask"][0].sum())
+    data = text.encode()
+    assert [data[s:e].decode() for s, e in raw["token_offsets"][0][:n]] == ["ส่ง", "ข้อความ", "หา", "มานี"]
+    # without the list the same text is 13 letter tokens
+    assert len(ref.tokenize(data, 64)) == 13
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xe0\xb8\n", "words.txt:1: invalid UTF-8"),
+    ("ส่ง\nhello\n".encode(), "words.txt:2: 'hello' is not one run"),
+    ("ส่ง\nก ข\n".encode(), "words.txt:2"),
+    (b"\n  \n", "words.txt: no words"),
+])
+def test_word_list_errors_name_file_and_line(tiny_build, tmp_path, capsys, content, message):
+    root, _ = tiny_build
+    words = tmp_path / "words.txt"
+    words.write_bytes(content)
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "tiny", "--out", str(tmp_path / "o"), "--words", str(words)])
+    assert rc != 0
+    assert message in capsys.readouterr().err
+
+
+def test_word_list_with_letter_ngrams_is_a_clear_error(tiny_build, tmp_path, capsys):
+    root, _ = tiny_build
+    words = tmp_path / "words.txt"
+    words.write_text("ส่ง\n", encoding="utf-8")
+    rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+                   "--size", "base-ng4", "--out", str(tmp_path / "o"), "--words", str(words)])
+    assert rc != 0
+    assert "ngram must be 0 with a word dictionary" in capsys.readouterr().err

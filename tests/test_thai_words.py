@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,40 @@ def test_real_mtop_thai_eval(tmp_path):
             inside += not (b0 in starts and b1 in ends)
     assert edges == report.n_aligned_slots
     assert 0 < inside / edges < 0.01
+
+
+def test_write_words_and_the_op_cut_thai_as_the_tool_does(tmp_path):
+    """`--write-words` keeps the words the op accepts; with them the op's tokenizer
+    (config version 4) cuts real MTOP Thai exactly where this tool's copy has spaces."""
+    from ondevice_nlp.projection_ref import tokenize, word_dictionary
+
+    root = os.environ.get("ONDEVICE_NLP_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    src = Path(root) / "mtop"
+    if not (src / "th" / "train.txt").is_file():
+        pytest.skip(f"real data not found at {src}")
+    out = tmp_path / "words.txt"
+    assert tw.main(["--data-dir", str(src), "--write-words", str(out)]) == 0
+    listed = out.read_text(encoding="utf-8").split("\n")[:-1]
+    d = tw.build_dictionary(str(src / "th" / "train.txt"))
+    assert listed == sorted(listed) and set(listed) <= d and len(listed) > 0.99 * len(d)
+    hashes, word_len = word_dictionary(listed)
+    max_len = max(len(w) for w in d)
+    lines = (src / "th" / "eval.txt").read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        text = line.split("\t")[0]
+        data = text.encode("utf-8")
+        got = [data[s:e].decode() for s, e, _ in tokenize(data, 1 << 30, frozenset(hashes), word_len)]
+        # the Thai pieces (the op splits other text by its own rules)
+        want = re.findall("[\u0e00-\u0e7f]+", tw.segment_text(text, d, max_len))
+        assert [w for w in got if tw.is_thai(w[0])] == want, text
+
+
+def test_write_words_alone_needs_no_out(tmp_path):
+    src = write_folder(tmp_path / "src", [line("ส่งข้อความ", "[IN:SEND_MESSAGE [SL:CONTENT ส่ง ข้อความ 3 ] ]")])
+    words = tmp_path / "w" / "words.txt"
+    assert tw.main(["--data-dir", str(src), "--write-words", str(words)]) == 0
+    # "3" is not Thai: not in the dictionary; both words are one run of Thai letters
+    assert words.read_text(encoding="utf-8") == "ข้อความ\nส่ง\n"
+    assert not (tmp_path / "w" / "th").exists()
+    with pytest.raises(SystemExit):
+        tw.main(["--data-dir", str(src)])

@@ -49,7 +49,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ondevice_nlp.data.mtop import parse_flat_parse  # noqa: E402
-from ondevice_nlp.projection_ref import THAI_LAO_MARKS, word_dictionary  # noqa: E402
+from ondevice_nlp.projection_ref import THAI_LAO_MARKS, word_letters  # noqa: E402
 
 SPLITS = ("train", "eval", "test")
 THAI_FIRST, THAI_LAST = 0x0E00, 0x0E7F
@@ -188,7 +188,7 @@ def op_words(dictionary: frozenset[str]) -> list[str]:
     out = []
     for w in sorted(dictionary):
         try:
-            word_dictionary([w])
+            word_letters(w)
         except ValueError:
             continue
         out.append(w)
