@@ -32,13 +32,15 @@ def test_missing_tools_give_an_install_hint(monkeypatch, tmp_path):
                            "(apt-get install g++-aarch64-linux-gnu qemu-user)")
 def test_projection_and_models_on_aarch64_match_x86():
     res = aarch64.check([])
-    # 1. core + kernel (static driver under qemu) == NumPy reference, 7 configs: minhash and
+    # 1. core + kernel (static driver under qemu) == NumPy reference, 9 configs: minhash and
     # ternary (method ids 0, 1) with window 0 and 1, minhash with shape features (version 2),
-    # hashid (method id 2), minhash with letter n-grams (version 3, base-ng4's projection)
-    assert len(res["core"]) == 7 and all(c["equal"] for c in res["core"]), res["core"]
+    # hashid (method id 2), minhash with letter n-grams (version 3, base-ng4's projection),
+    # ternary and minhash with a word dictionary (version 4, over the corpus's Thai)
+    assert len(res["core"]) == 9 and all(c["equal"] for c in res["core"]), res["core"]
     assert {c["config"][1] for c in res["core"]} == {0, 1, 2}
     assert any(len(c["config"]) == 8 for c in res["core"])
     assert any(len(c["config"]) == 9 for c in res["core"])
+    assert sum(c["config"][0] == 4 for c in res["core"]) == 2
     by_kind = {(Path(m["model"]).name, m["what"], m["op_resolver"]): m for m in res["models"]}
     assert len(by_kind) == 6, sorted(by_kind)
     for name in ("test_float.tflite", "test_int8.tflite"):

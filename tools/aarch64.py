@@ -349,17 +349,23 @@ def corpus(seed: int = 0) -> list[bytes]:
 
 def check_core(cache: Path, driver: Path) -> list[dict]:
     """Driver checksums under qemu vs the NumPy reference on x86, per config."""
-    from ondevice_nlp.projection_ref import ProjectionConfig, project
+    from ondevice_nlp.projection_ref import ProjectionConfig, project, word_dictionary
 
     texts = corpus()
     results = []
+    # a word dictionary (config version 4) for the corpus's Thai utterances
+    words, word_len = word_dictionary(["ตั้ง", "ปลุก", "ตอน", "หก", "โมง", "เช้า", "พรุ่งนี้", "ที่",
+                                       "กรุงเทพ", "ฝน", "จะ", "ตก", "ไหม", "ก"])
     for cfg in (ProjectionConfig("minhash", 1024, 64, 0, 64, 0),
                 ProjectionConfig("minhash", 256, 16, 1, 32, 7),
                 ProjectionConfig("ternary", 128, 1, 0, 64, 3),
                 ProjectionConfig("ternary", 64, 1, 1, 16, 0),
                 ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1),
                 ProjectionConfig("hashid", 8000, 1, 0, 64, 0),
-                ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1, ngram=4)):
+                ProjectionConfig("minhash", 1024, 64, 0, 64, 0, shape=1, ngram=4),
+                ProjectionConfig("ternary", 128, 1, 0, 64, 3, words=words, word_len=word_len),
+                ProjectionConfig("minhash", 256, 16, 1, 32, 7, shape=1, words=words,
+                                 word_len=word_len)):
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
             f.write(cfg.to_vector().tobytes() + _string_buffer(texts))
         try:
