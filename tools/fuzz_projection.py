@@ -52,9 +52,16 @@ for _p in (str(REPO), str(REPO / "tools")):
 import numpy as np  # noqa: E402
 
 import hostile_text  # noqa: E402
+from ondevice_nlp.projection_ref import ProjectionConfig, word_dictionary  # noqa: E402
 
-# name: [version, method, F, N, w, S, seed] (version 1) or [2, ..., shape] (version 2,
-# token shape features); the first runs over everything.
+# A word dictionary (config version 4) over the hostile corpus's Thai and Lao words,
+# single letters among them, so that runs are cut both into words and around them.
+_WORDS, _WORD_LEN = word_dictionary(["สวัสดี", "ครับ", "ภาษา", "ไทย", "กั่", "ก", "เ", "ໄປ", "ໃສ",
+                                     "ເພາະ", "ວ່າ"])
+
+# name: [version, method, F, N, w, S, seed] (version 1), [2, ..., shape] (version 2,
+# token shape features), [3, ..., shape, ngram] or version 4's vector (a word
+# dictionary); the first runs over everything.
 CONFIG_VECTORS = {
     "minhash-small": [1, 0, 64, 8, 1, 16, 7],
     "ternary": [1, 1, 33, 1, 2, 7, 99],
@@ -63,6 +70,9 @@ CONFIG_VECTORS = {
     "ternary-shape": [2, 1, 37, 1, 2, 7, 99, 1],
     "hashid": [1, 2, 8000, 1, 0, 16, 3],  # the baselines' token ids (vocabulary 8000)
     "minhash-ngram": [3, 0, 64, 8, 1, 16, 7, 1, 3],  # letter n-grams (version 3; base-ng4: ngram 4)
+    # a word dictionary (version 4, 11 + 2K entries; build --words)
+    "ternary-words": ProjectionConfig("ternary", 33, 1, 1, 16, 99, words=_WORDS,
+                                      word_len=_WORD_LEN).to_vector().tolist(),
 }
 DEFAULT_CASES = 3000
 DEFAULT_SEED = 20261123
