@@ -8,7 +8,9 @@ gold slots whose character span both starts and ends on token boundaries
 lost to the cut at S.
 
 Usage: python tools/token_stats.py --dataset mtop --data-dir ../shared/data/mtop \
-           --languages en,es,fr,de,hi,th [--split train] [--max-tokens 64]
+           --languages en,es,fr,de,hi,th [--split train] [--max-tokens 64] [--words FILE]
+
+``--words FILE``: tokenize with that word list (``build --words``; Thai read word by word).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from ondevice_nlp.projection_ref import tokenize  # noqa: E402
 from ondevice_nlp.tagging import byte_to_char_offsets  # noqa: E402
 
 
-def stats(examples, max_tokens: int) -> dict:
-    """Token-count and slot-boundary statistics for one language's examples."""
+def stats(examples, max_tokens: int, words: frozenset = frozenset(), word_len: int = 0) -> dict:
+    """Token-count and slot-boundary statistics for one language's examples, tokenized as the
+    op does (with the word dictionary ``words``/``word_len`` of a ``ProjectionConfig``, if any)."""
     lengths, on_boundary, cut, n_slots = [], 0, 0, 0
     for ex in examples:
-        toks = tokenize(ex.text.encode("utf-8"), 1 << 30)
+        toks = tokenize(ex.text.encode("utf-8"), 1 << 30, words, word_len)
         lengths.append(len(toks))
         offs = byte_to_char_offsets(ex.text, [(s, e) for s, e, _ in toks])
         starts = {s: i for i, (s, _) in enumerate(offs)}
@@ -55,14 +58,21 @@ def main() -> int:
     p.add_argument("--languages", default="en")
     p.add_argument("--split", default="train")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--words", metavar="FILE", help="word list, as for `ondevice-nlp build --words`")
     a = p.parse_args()
+    words, word_len = frozenset(), 0
+    if a.words:
+        from ondevice_nlp.pipeline import with_word_list
+        from ondevice_nlp.projection_ref import ProjectionConfig
+        cfg = with_word_list(ProjectionConfig(), a.words)
+        words, word_len = cfg.word_set, cfg.word_len
     langs = [x for x in a.languages.split(",") if x]
     data = load_dataset(a.dataset, a.data_dir, langs, a.split)
     print(f"| {a.dataset} {a.split} | utterances | tokens mean | p99 | max | > S={a.max_tokens} "
           "| slots | slots on token boundaries | slots cut at S |")
     print("|---|---|---|---|---|---|---|---|---|")
     for lang in langs:
-        s = stats(data[lang], a.max_tokens)
+        s = stats(data[lang], a.max_tokens, words, word_len)
         print(f"| {lang} | {s['n']} | {s['mean']:.1f} | {s['p99']:.0f} | {s['max']} | "
               f"{100 * s['over_S']:.2f}% | {s['slots']} | {100 * s['slots_on_boundaries']:.2f}% | "
               f"{100 * s['slots_cut_at_S']:.2f}% |")
