@@ -627,7 +627,7 @@ def _thai_examples(rng, n):
     return out
 
 
-def test_build_with_a_word_list(tmp_path):
+def test_build_with_a_word_list(tmp_path, capsys):
     """`build --words`: the file's op reads Thai word by word (config version 4), the words
     travel in the model, and Keras, the QAT model and the `.tflite` agree."""
     from ondevice_nlp import projection_ref as ref
@@ -657,6 +657,11 @@ def test_build_with_a_word_list(tmp_path):
     assert [data[s:e].decode() for s, e in raw["token_offsets"][0][:n]] == ["ส่ง", "ข้อความ", "หา", "มานี"]
     # without the list the same text is 13 letter tokens
     assert len(ref.tokenize(data, 64)) == 13
+    # an ensemble teacher would tokenize its members' inputs by letters: refused
+    rc = cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
+                   "--out", str(tmp_path / "t"), "--teacher-model", "ensemble", "--members", str(out)])
+    assert rc != 0
+    assert "built with a word dictionary" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [
