@@ -29,6 +29,7 @@ with one decoder.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -37,6 +38,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+PROJECTION_FILE = "projection.json"
+"""Beside a ``build --words`` run's model: {"vector": its whole config vector (int32 list)}."""
 FLOOR = 1e-12
 """Smallest probability whose log is stored (log 1e-12 = -27.6 fits float16)."""
 
@@ -62,10 +65,14 @@ def load_member(run: str) -> Member:
     """Rebuild a ``build`` run's float model from ``RUN/model.tflite`` and
     ``RUN/checkpoints/float.weights.h5``.
 
+    A run built with ``--words`` also needs ``RUN/projection.json`` (the whole
+    config vector, word hashes included, which the metadata does not hold).
+
     Raises:
-      FileNotFoundError: either file is missing (names it).
+      FileNotFoundError: a needed file is missing (names it).
       tflite_model.ModelFileError: a corrupt ``.tflite`` or metadata.
-      ValueError: the checkpoint does not fit the model the metadata describes.
+      ValueError: the checkpoint does not fit the model the metadata describes,
+        or ``projection.json`` does not match the metadata.
     """
     from .crf import CRFTagger
     from .pipeline import model_spec
@@ -79,11 +86,10 @@ def load_member(run: str) -> Member:
                                     "`ondevice-nlp build` output folder")
     tfl = TFLiteModel(path)
     meta = tfl.meta
-    if meta.get("projection", {}).get("words"):
-        raise ValueError(f"{path}: built with a word dictionary (`build --words`); ensemble "
-                         "members with one are not supported yet (their tokens would differ)")
     spec = model_spec(meta["model"])
     size = spec.get_size(meta["size"], meta["projection"]["max_tokens"], None)
+    if meta.get("projection", {}).get("words"):  # built with --words
+        size = dataclasses.replace(size, projection=read_projection(run, meta))
     model = spec.build(size, num_intents=len(tfl.intents), num_tags=len(tfl.tags), dynamic=True)
     crf = tfl.crf_transitions is not None
     if crf:  # `build --crf` saved the CRF wrapper's weights (network and float transitions)
@@ -95,6 +101,31 @@ def load_member(run: str) -> Member:
                          f"{path} describes ({' '.join(str(e).split())[:300]})") from None
     return Member(run, meta, list(tfl.intents), list(tfl.tags), model, size.projection,
                   tfl.allowed, crf)
+
+
+def read_projection(run: str, meta: dict):
+    """The ``ProjectionConfig`` of ``RUN/projection.json`` (written by ``build`` for a
+    run with a word dictionary), checked against the ``.tflite`` metadata ``meta``.
+
+    Raises:
+      FileNotFoundError: no ``projection.json``.
+      ValueError: it is not a config vector, or its fields differ from the metadata's.
+    """
+    from .projection_ref import ProjectionConfig
+
+    path = os.path.join(run, PROJECTION_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing; a member built with --words needs the "
+                                "projection.json that `ondevice-nlp build` writes beside it")
+    try:
+        with open(path, encoding="utf-8") as f:
+            proj = ProjectionConfig.from_vector(json.load(f)["vector"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a projection config vector ({e})") from None
+    if proj.summary() != meta["projection"]:
+        raise ValueError(f"{path}: {proj.summary()} differs from the projection in "
+                         f"{run}/model.tflite's metadata, {meta['projection']}")
+    return proj
 
 
 def member_distributions(member: Member, enc) -> tuple[np.ndarray, list]:
@@ -190,13 +221,18 @@ def load_members_and_data(a, members: list) -> tuple[list, object]:
     if not members:
         raise ValueError("--teacher-model ensemble needs --members RUN[,RUN...]")
     loaded = [load_member(r) for r in members]
-    S = loaded[0].proj.max_tokens
+    first = loaded[0].proj
+    S = first.max_tokens
     for m in loaded[1:]:
         if m.proj.max_tokens != S:
             raise ValueError(f"{m.run}/model.tflite: max_tokens {m.proj.max_tokens}, but "
                              f"{loaded[0].run} has {S}; ensemble members must cut utterances "
                              "alike")
-    data = prepare_data(a, S)
+        if (m.proj.words, m.proj.word_len) != (first.words, first.word_len):
+            raise ValueError(f"{m.run}: its word list ({len(m.proj.words)} words) is not "
+                             f"{loaded[0].run}'s ({len(first.words)}); ensemble members must "
+                             "cut utterances into the same tokens")
+    data = prepare_data(a, S, first)
     for m in loaded:
         for field, got, want in (("intents", m.intents, data.labels.intents),
                                  ("tags", m.tags, data.labels.tags)):
@@ -256,7 +292,7 @@ def run_ensemble_teacher(a, members: list) -> dict:
         from .augment import substitute_slot_values
         from .train import concat_encoded, encode
         extra = substitute_slot_values(data.train_ex, a.augment_slots, a.seed)
-        enc = concat_encoded(enc, encode(extra, labels, S))
+        enc = concat_encoded(enc, encode(extra, labels, S, loaded[0].proj))
         texts += [e.text for e in extra]
         n_extra = len(extra)
         log.info("slot-value substitution: soft targets for %d extra utterances (rate %g, seed %d)",

@@ -367,6 +367,10 @@ def build(a: BuildArgs) -> dict:
     S = proj.max_tokens
 
     data = prepare_data(a, S, proj)
+    if proj.words:  # the word hashes, which the metadata does not hold, for `teacher --members`
+        from .ensemble_teacher import PROJECTION_FILE
+        T.write_json_atomic(os.path.join(a.out, PROJECTION_FILE),
+                            {"vector": proj.to_vector().tolist()})
     splits, train_ex, labels = data.splits, data.train_ex, data.labels
     enc_train, evals, tests = data.enc_train, data.evals, data.tests
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",

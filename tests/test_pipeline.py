@@ -657,11 +657,29 @@ def test_build_with_a_word_list(tmp_path, capsys):
     assert [data[s:e].decode() for s, e in raw["token_offsets"][0][:n]] == ["ส่ง", "ข้อความ", "หา", "มานี"]
     # without the list the same text is 13 letter tokens
     assert len(ref.tokenize(data, 64)) == 13
-    # an ensemble teacher would tokenize its members' inputs by letters: refused
-    rc = cli.main(["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
-                   "--out", str(tmp_path / "t"), "--teacher-model", "ensemble", "--members", str(out)])
-    assert rc != 0
-    assert "built with a word dictionary" in capsys.readouterr().err
+    # an ensemble teacher of it reads its word list from projection.json and cuts the
+    # training set into the same words: its soft targets fit a student built with --words
+    teacher = ["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
+               "--teacher-model", "ensemble", "--members", str(out)]
+    assert cli.main([*teacher, "--out", str(tmp_path / "t")]) == 0
+    tj = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    assert tj["max_tokens"] == 16
+    student = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
+               "--model", "pqrnn", "--size", "tiny", "--epochs", "1", "--qat-epochs", "1",
+               "--batch-size", "16", "--teacher", str(tmp_path / "t")]
+    assert cli.main([*student, "--out", str(tmp_path / "s"), "--words", str(words)]) == 0
+    # without the list the student's tokens are letters: the targets do not fit
+    assert cli.main([*student, "--out", str(tmp_path / "s2")]) != 0
+    assert "examples' token counts" in capsys.readouterr().err
+    # a member without its projection.json, or with another one: clear errors
+    vec = json.loads((out / "projection.json").read_text())
+    (out / "projection.json").unlink()
+    assert cli.main([*teacher, "--out", str(tmp_path / "t2")]) != 0
+    assert "projection.json: missing" in capsys.readouterr().err
+    vec["vector"][5] = 32  # S
+    (out / "projection.json").write_text(json.dumps(vec))
+    assert cli.main([*teacher, "--out", str(tmp_path / "t3")]) != 0
+    assert "differs from the projection" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [
