@@ -591,6 +591,10 @@ mtop-th-crf-bs64-words: runs/th-words.txt
 
 # the same without early stopping (the base on the words copy stopped at epoch 16 of 40, and
 # its quantization-aware epochs, at a low learning rate, then lifted it by 2.6 points)
-.PHONY: mtop-th-crf-bs64-words-p40
+.PHONY: mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40
 mtop-th-crf-bs64-words-p40: runs/th-words.txt
 	$(call run,build $(LANG_DATA_TH) --model pnlp_mixer --crf --batch-size 64 --patience 40 --words runs/th-words.txt)
+
+# and at batch 32 (pQRNN's best batch size on Thai letters)
+mtop-th-crf-bs32-words-p40: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) --model pnlp_mixer --crf --batch-size 32 --patience 40 --words runs/th-words.txt)
