@@ -166,7 +166,7 @@ def init_from(source: InitSource, spec, size, size_name: str, model_name: str, m
     if (source.model, source.size) != (model_name, size_name):
         raise InitFromError(f"--init-from {run}: that run is {source.model} {source.size}, "
                             f"this one {model_name} {size_name}; they must be the same")
-    proj = dataclasses.asdict(size.projection)
+    proj = size.projection.summary()
     if source.projection != proj:
         diff = sorted(k for k in set(proj) | set(source.projection)
                       if proj.get(k) != source.projection.get(k))

@@ -227,7 +227,7 @@ def make(name: str, out_dir: str, seq_len: int = 64, num_intents: int = 117,
     buf = convert_int8(module, seq_len, cfg.vocab, seed)
     meta = {"model": name, "baseline": "random weights, for timing only",
             "parameters": n_params, "seq_len": seq_len,
-            "config": dataclasses.asdict(cfg), "intents": num_intents, "tags": num_tags}
+            "config": cfg.summary(), "intents": num_intents, "tags": num_tags}
     buf = add_metadata(buf, meta)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.tflite")

@@ -42,8 +42,6 @@ def tiny_model(intents: list[str], slot_types: list[str]):
     """An untrained pNLP-Mixer of size ``tiny`` (seed 0) for ``intents`` and the BIO tags of
     ``slot_types``, with the metadata ``export.export`` writes beside it: returns
     ``(keras_model, projection_config, meta)``. Shared with ``tests/test_hostile_models.py``."""
-    import dataclasses
-
     import tf_keras as keras
 
     from ondevice_nlp import tagging
@@ -57,7 +55,7 @@ def tiny_model(intents: list[str], slot_types: list[str]):
                              feature_size=size.projection.feature_size, window=size.window,
                              num_intents=len(intents), num_tags=len(tags))
     meta = {"model": "pnlp_mixer", "size": "tiny", "dataset": "mtop", "languages": ["en"],
-            "projection": dataclasses.asdict(size.projection), "window": size.window,
+            "projection": size.projection.summary(), "window": size.window,
             "labels": {"intents": list(intents), "tags": tags},
             "parameters": int(model.count_params())}
     return model, size.projection, meta
