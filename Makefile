@@ -598,3 +598,16 @@ mtop-th-crf-bs64-words-p40: runs/th-words.txt
 # and at batch 32 (pQRNN's best batch size on Thai letters)
 mtop-th-crf-bs32-words-p40: runs/th-words.txt
 	$(call run,build $(LANG_DATA_TH) --model pnlp_mixer --crf --batch-size 32 --patience 40 --words runs/th-words.txt)
+
+# the distillation recipe of "MTOP, one language distilled" on Thai words: the two ~1 MB runs that
+# read words in the op (pQRNN batch 32, base batch 64 without early stopping) averaged as a
+# teacher over the training set and three slot-substituted copies, and a base + CRF student of it
+# with the same word list (24 epochs, temperature 1, weight 0.5)
+TH_WORDS_MEMBERS = runs/pqrnn-th-crf-bs32-words,runs/mtop-th-crf-bs64-words-p40
+.PHONY: teacher-th-words2-aug3 mtop-th-crf-words-kd2-aug3-24-t1
+teacher-th-words2-aug3:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS_MEMBERS) --augment-slots 3.0)
+
+mtop-th-crf-words-kd2-aug3-24-t1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
+	    --teacher runs/teacher-th-words2-aug3 --distill-temperature 1.0 --distill-weight 0.5 --words runs/th-words.txt)
