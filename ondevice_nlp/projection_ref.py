@@ -34,8 +34,8 @@ Pipeline for one input string (``bytes``):
    that are either a dictionary word (a stretch of at most ``word_len``
    tokens whose UTF-8 bytes, as written, have ``word_hash`` in ``words``)
    or one token outside every word, choosing the split with the fewest
-   tokens outside words, then the fewest pieces, then (on a tie) the one
-   whose pieces end first (``segment_run``). A piece is one token with the
+   tokens outside words, then the fewest pieces (ties as ``segment_run``
+   breaks them: the longest last piece, position by position). A piece is one token with the
    code points of its letters. So Thai, written without spaces, is read
    word by word where the dictionary knows the words (Thai word
    segmentation by maximal matching: Sornlertlamvanich 1993; the published

@@ -697,6 +697,10 @@ void HashChecks() {
   const uint8_t foobar[] = {'f', 'o', 'o', 'b', 'a', 'r'};
   Expect(proj::Fnv1a64(foobar, 6) == 0x85944171f73967e8ULL, "fnv1a64('foobar')");
   Expect(proj::Fmix64(0) == 0, "fmix64(0)");
+  // Word dictionary hash, pinned as in tests/test_projection.py (Thai "wan", 9 bytes).
+  const uint8_t wan[] = {0xE0, 0xB8, 0xA7, 0xE0, 0xB8, 0xB1, 0xE0, 0xB8, 0x99};
+  Expect(proj::WordHash(wan, sizeof(wan)) == 0xB4BFD8E2635990CFULL, "WordHash(wan)");
+  Expect(proj::WordHash(nullptr, 0) == 0xEFD01F60BA992926ULL, "WordHash('')");
   Expect(proj::DerivedHash(5, 0) == proj::Fmix64(5 + 0x9E3779B97F4A7C15ULL), "derived hash 0");
   // The stream form agrees with the one-value form, also where base + k * golden wraps.
   for (const uint64_t base : {uint64_t{5}, ~uint64_t{0} - 3}) {
