@@ -262,7 +262,9 @@ def prepare_data(a, S: int, proj=None) -> Prepared:
     transitions seen in training (``tagging.observed_transitions``), for
     ``build`` and the teacher commands alike, and the tags each intent uses
     (``tagging.intent_slot_tags``) for joint decoding, and the slot edges that
-    fall inside tokens (``tagging.SpanTrims``).
+    fall inside tokens (``tagging.SpanTrims``). ``proj``: the run's
+    ``ProjectionConfig``, whose word dictionary (``build --words``), if any,
+    the encoding's tokens follow; None tokenizes without one.
 
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
