@@ -31,29 +31,29 @@ def back(text: str) -> str:
 
 def test_segment_known_words():
     d = frozenset(["ตั้งแต่", "วัน", "อังคาร"])
-    assert tw.segment("ตั้งแต่วันอังคาร", d, 7) == ["ตั้งแต่", "วัน", "อังคาร"]
+    assert tw.segment("ตั้งแต่วันอังคาร", tw.word_config(d)) == ["ตั้งแต่", "วัน", "อังคาร"]
 
 
 def test_segment_unknown_letters_keep_their_marks():
     # ก and ข are in no word: one piece each; ส่ keeps its tone mark
-    assert tw.segment("กวัน", frozenset(["วัน"]), 3) == ["ก", "วัน"]
+    assert tw.segment("กวัน", tw.word_config(frozenset(["วัน"]))) == ["ก", "วัน"]
     # a word may not end before a mark: ส is known, but ส่ง cuts as ส่ + ง
-    assert tw.segment("ส่ง", frozenset(["ส"]), 1) == ["ส่", "ง"]
+    assert tw.segment("ส่ง", tw.word_config(frozenset(["ส"]))) == ["ส่", "ง"]
 
 
 def test_segment_fewest_unknown_letters_not_greedy():
     # greedy longest match would take กข, leaving ค and ง unknown (2 letters);
     # maximal matching leaves one (ก + ขคง)
     d = frozenset(["กข", "ขคง"])
-    assert tw.segment("กขคง", d, 3) == ["ก", "ขคง"]
+    assert tw.segment("กขคง", tw.word_config(d)) == ["ก", "ขคง"]
     # with no unknown letter either way, the fewest pieces win
-    assert tw.segment("กขค", frozenset(["กข", "ค", "กขค"]), 3) == ["กขค"]
+    assert tw.segment("กขค", tw.word_config(frozenset(["กข", "ค", "กขค"]))) == ["กขค"]
 
 
 def test_segment_text_leaves_other_scripts():
     d = frozenset(["ส่ง", "ข้อความ"])
-    assert tw.segment_text("ส่งข้อความ Steve 3", d, 7) == "ส่ง ข้อความ Steve 3"
-    assert tw.segment_text("ส่งข้อความให้", d, 7) == "ส่ง ข้อความ ใ ห้"
+    assert tw.segment_text("ส่งข้อความ Steve 3", tw.word_config(d)) == "ส่ง ข้อความ Steve 3"
+    assert tw.segment_text("ส่งข้อความให้", tw.word_config(d)) == "ส่ง ข้อความ ใ ห้"
 
 
 def test_moved_script_is_one_token_per_piece():
@@ -111,7 +111,7 @@ def test_real_mtop_thai_eval(tmp_path):
         pytest.skip(f"real data not found at {src}")
     d = tw.build_dictionary(str(src / "th" / "train.txt"))
     out = tmp_path / "eval.txt"
-    counts = tw.convert(str(src / "th" / "eval.txt"), str(out), d)
+    counts = tw.convert(str(src / "th" / "eval.txt"), str(out), tw.word_config(tw.op_words(d)))
     got, report = read_mtop(str(out))
     want, want_report = read_mtop(str(src / "th" / "eval.txt"))
     assert counts["lines"] == len(want) == len(got)
@@ -131,9 +131,12 @@ def test_real_mtop_thai_eval(tmp_path):
 
 
 def test_write_words_and_the_op_cut_thai_as_the_tool_does(tmp_path):
-    """`--write-words` keeps the words the op accepts; with them the op's tokenizer
-    (config version 4) cuts real MTOP Thai exactly where this tool's copy has spaces."""
-    from ondevice_nlp.projection_ref import tokenize, word_dictionary
+    """`--write-words` keeps the words the op accepts; with them the C++ op (config
+    version 4, through the TF op) cuts real MTOP Thai exactly where this tool's copy has spaces."""
+    import numpy as np
+
+    from ondevice_nlp import ops
+    from ondevice_nlp.projection_ref import ProjectionConfig, word_dictionary
 
     root = os.environ.get("ONDEVICE_NLP_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
     src = Path(root) / "mtop"
@@ -145,14 +148,16 @@ def test_write_words_and_the_op_cut_thai_as_the_tool_does(tmp_path):
     d = tw.build_dictionary(str(src / "th" / "train.txt"))
     assert listed == sorted(listed) and set(listed) <= d and len(listed) > 0.99 * len(d)
     hashes, word_len = word_dictionary(listed)
-    max_len = max(len(w) for w in d)
-    lines = (src / "th" / "eval.txt").read_text(encoding="utf-8").splitlines()
-    for line in lines:
-        text = line.split("\t")[0]
+    cfg = ProjectionConfig("ternary", 8, 1, 0, 128, 0, words=hashes, word_len=word_len)
+    texts = [line.split("\t")[0] for line in
+             (src / "th" / "eval.txt").read_text(encoding="utf-8").splitlines()]
+    _, mask, offsets = (np.asarray(x) for x in ops.projection([t.encode() for t in texts], cfg))
+    tool = tw.word_config(listed)
+    for text, m, offs in zip(texts, mask, offsets):
         data = text.encode("utf-8")
-        got = [data[s:e].decode() for s, e, _ in tokenize(data, 1 << 30, frozenset(hashes), word_len)]
+        got = [data[s:e].decode() for s, e in offs[:int(m.sum())]]
         # the Thai pieces (the op splits other text by its own rules)
-        want = re.findall("[\u0e00-\u0e7f]+", tw.segment_text(text, d, max_len))
+        want = re.findall("[\u0e00-\u0e7f]+", tw.segment_text(text, tool))
         assert [w for w in got if tw.is_thai(w[0])] == want, text
 
 

@@ -12,10 +12,12 @@ Thai stretch and writes them to ``OUT/th/`` for ``ondevice-nlp build
 * Dictionary: the words of the *training* split's slot values (the flat
   parse's words, which MTOP writes segmented), those with a Thai letter. The
   eval and test splits are never read for it.
-* Segmentation (maximal matching): each stretch of Thai letters is cut into
-  the fewest pieces that leave the fewest letters outside a dictionary word;
-  a letter outside every word is a piece by itself (with its vowel and tone
-  marks, ``projection_ref.THAI_LAO_MARKS``), and no piece starts on a mark.
+* Segmentation (maximal matching): each stretch of Thai letters is cut as the
+  op cuts it with the dictionary's words (``projection_ref.tokenize`` with a
+  word dictionary, ``segment_run``): the fewest letters outside a dictionary
+  word, then the fewest pieces; a letter outside every word is a piece by
+  itself, with its vowel and tone marks (``projection_ref.THAI_LAO_MARKS``).
+  Only the words that are one run of Thai letters can match (``op_words``).
 * Script: every Thai code point U+0E00..U+0E7F is moved to the same offset
   in U+0900..U+097F (Devanagari), which the op tokenizes by spaces
   (``projection_ref.char_class`` gives WORD, no case), in the utterance and
@@ -26,11 +28,9 @@ A gold slot whose edge falls inside a piece cannot be predicted exactly with
 these tokens and counts as an error in the build's exact match: nothing is
 dropped, so exact match stays over the same utterances as the letter runs.
 
-``--write-words FILE`` writes the same dictionary as a word list for ``ondevice-nlp
-build --words FILE``, which puts maximal matching into the op itself (config
-version 4, ``projection_ref.segment_run``: the same cuts on Thai text, without
-moving the script): the words that are one run of Thai letters (the op's rule,
-``projection_ref.word_dictionary``), one per line, sorted.
+``--write-words FILE`` writes those words as a word list for ``ondevice-nlp
+build --words FILE``, which puts the same cuts into the op itself (config
+version 4), without moving the script: one word per line, sorted.
 
 Usage: python tools/thai_words.py --data-dir ../shared/data/mtop --out runs/mtop-th-words
        python tools/thai_words.py --data-dir ../shared/data/mtop --write-words runs/th-words.txt
@@ -49,7 +49,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ondevice_nlp.data.mtop import parse_flat_parse  # noqa: E402
-from ondevice_nlp.projection_ref import THAI_LAO_MARKS, word_letters  # noqa: E402
+from ondevice_nlp.projection_ref import (  # noqa: E402
+    THAI_LAO_MARKS, ProjectionConfig, tokenize, word_dictionary, word_letters)
 
 SPLITS = ("train", "eval", "test")
 THAI_FIRST, THAI_LAST = 0x0E00, 0x0E7F
@@ -102,46 +103,30 @@ def build_dictionary(train_path: str) -> frozenset[str]:
     return frozenset(words)
 
 
-def segment(run: str, dictionary: frozenset[str], max_len: int) -> list[str]:
-    """Cut one stretch of Thai letters into pieces by maximal matching.
+def word_config(words) -> ProjectionConfig:
+    """A ``ProjectionConfig`` whose word dictionary holds ``words`` (strings that
+    are each one run of Thai letters, e.g. ``op_words``' list)."""
+    hashes, word_len = word_dictionary(words)
+    return ProjectionConfig(words=hashes, word_len=word_len)
+
+
+def segment(run: str, cfg: ProjectionConfig) -> list[str]:
+    """Cut one stretch of Thai letters as the op does with ``cfg``'s word dictionary.
 
     Args:
         run: Thai code points only (no space).
-        dictionary: the known words; ``max_len`` the longest one's length.
+        cfg: from ``word_config``.
 
     Returns:
         The pieces, in order, joined back equal to ``run``: dictionary words
-        and single letters with their marks, chosen to leave the fewest letters
-        outside words, then to give the fewest pieces (dynamic programming
-        over the positions where a piece may start: not on a mark).
+        and single letters with their marks (``projection_ref.tokenize``).
     """
-    n = len(run)
-    cuts = [i for i in range(n) if i == 0 or ord(run[i]) not in THAI_LAO_MARKS] + [n]
-    is_cut = set(cuts)
-    inf = (n + 1, n + 1)
-    best = {0: (0, 0)}  # position -> (letters outside words, pieces)
-    back = {}
-    for k, i in enumerate(cuts[:-1]):
-        if i not in best:
-            continue
-        unknown, pieces = best[i]
-        nxt = cuts[k + 1]  # one letter and its marks
-        options = [(nxt, (unknown + 1, pieces + 1))]
-        for j in range(i + 1, min(n, i + max_len) + 1):
-            if j in is_cut and run[i:j] in dictionary:
-                options.append((j, (unknown, pieces + 1)))
-        for j, cost in options:
-            if cost < best.get(j, inf):
-                best[j] = cost
-                back[j] = i
-    out, j = [], n
-    while j > 0:
-        out.append(run[back[j]:j])
-        j = back[j]
-    return out[::-1]
+    data = run.encode("utf-8")
+    return [data[s:e].decode("utf-8")
+            for s, e, _ in tokenize(data, 1 << 30, cfg.word_set, cfg.word_len)]
 
 
-def segment_text(text: str, dictionary: frozenset[str], max_len: int) -> str:
+def segment_text(text: str, cfg: ProjectionConfig) -> str:
     """``text`` with a space between the pieces of each Thai stretch (other text as it was)."""
     out, i = [], 0
     while i < len(text):
@@ -152,7 +137,7 @@ def segment_text(text: str, dictionary: frozenset[str], max_len: int) -> str:
         j = i
         while j < len(text) and is_thai(text[j]):
             j += 1
-        out.append(" ".join(segment(text[i:j], dictionary, max_len)))
+        out.append(" ".join(segment(text[i:j], cfg)))
         i = j
     return "".join(out)
 
@@ -162,17 +147,16 @@ def to_word_script(text: str) -> str:
     return "".join(chr(ord(c) - SHIFT) if is_thai(c) else c for c in text)
 
 
-def convert(src: str, dst: str, dictionary: frozenset[str]) -> dict:
+def convert(src: str, dst: str, cfg: ProjectionConfig) -> dict:
     """Write the segmented, moved copy of one MTOP flat file; returns counts.
 
     Returns:
         ``{"lines": int, "pieces": int, "thai_letters": int}``: lines written,
         Thai pieces and Thai letters (code points without marks) in the utterances.
     """
-    max_len = max((len(w) for w in dictionary), default=1)
     lines, pieces, letters = [], 0, 0
     for _, cols in _lines(src):
-        utterance = segment_text(cols[0], dictionary, max_len)
+        utterance = segment_text(cols[0], cfg)
         pieces += sum(1 for w in utterance.split() if any(is_thai(c) for c in w))
         letters += sum(1 for c in cols[0] if is_thai(c) and ord(c) not in THAI_LAO_MARKS)
         cols = [to_word_script(utterance), to_word_script(cols[1]), to_word_script(cols[2])] + cols[3:]
@@ -210,16 +194,17 @@ def main(argv=None) -> int:
             raise SystemExit(f"{os.path.join(src, split + '.txt')}: no such file")
     dictionary = build_dictionary(os.path.join(src, "train.txt"))
     print(f"dictionary: {len(dictionary)} words from {os.path.join(src, 'train.txt')}")
+    words = op_words(dictionary)
     if args.write_words:
-        words = op_words(dictionary)
         os.makedirs(os.path.dirname(args.write_words) or ".", exist_ok=True)
         with open(args.write_words, "w", encoding="utf-8") as f:
             f.write("".join(w + "\n" for w in words))
         print(f"word list: {len(words)} words (of {len(dictionary)}; the others hold a letter of "
               f"another script or a digit) -> {args.write_words}")
+    cfg = word_config(words) if args.out else None
     for split in SPLITS if args.out else ():
         dst = os.path.join(args.out, "th", f"{split}.txt")
-        c = convert(os.path.join(src, f"{split}.txt"), dst, dictionary)
+        c = convert(os.path.join(src, f"{split}.txt"), dst, cfg)
         print(f"{split}: {c['lines']} lines, {c['thai_letters']} Thai letters in "
               f"{c['pieces']} pieces ({c['thai_letters'] / max(c['pieces'], 1):.2f} letters per piece) "
               f"-> {dst}")
