@@ -11,7 +11,10 @@ Writes into OUT:
                       ``float.done.json`` once the float phase is complete
                       (``--resume`` then starts at QAT from the best float weights),
                       ``qat.done.json`` once QAT is (``--resume`` after both: export
-                      and evaluation only, e.g. to write a newer metadata format).
+                      and evaluation only, e.g. to write a newer metadata format),
+                      ``projection.json`` the projection config vector trained with
+                      (``--resume`` with another one stops);
+  ``projection.json`` with ``--words``: the same vector, for ``teacher --members``.
 """
 
 from __future__ import annotations
@@ -322,6 +325,54 @@ def _reuse_phase(model, ckpt_path: str, done_path: str, cb, model_name: str,
     return done["seconds"]
 
 
+CHECKPOINT_PROJECTION = "projection.json"  # in OUT/checkpoints: the projection trained with
+
+
+def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> None:
+    """With ``--resume``, stop unless the checkpoint was trained with the same projection
+    config as this run (the whole int32 config vector: method, F, N, window, S, seed,
+    shape, n-grams and, with ``--words``, every word hash); then record this run's config
+    as ``ckpt_dir/projection.json`` for the next ``--resume``.
+
+    The saved config is read from ``ckpt_dir/projection.json``, else (a run written before
+    that file existed) from ``out/projection.json``, which ``--words`` runs have; a run with
+    neither is resumed unchecked, with a warning.
+
+    Raises:
+      ValueError: the saved config differs (names the file and the fields that differ, e.g.
+        the number of words) or cannot be read.
+    """
+    from . import train as T
+    from .ensemble_teacher import PROJECTION_FILE
+    from .projection_ref import ProjectionConfig
+
+    vec = [int(v) for v in proj.to_vector()]
+    path = os.path.join(ckpt_dir, CHECKPOINT_PROJECTION)
+    if resume:
+        saved_path = next((p for p in (path, os.path.join(out, PROJECTION_FILE))
+                           if os.path.exists(p)), None)
+        if saved_path is None:
+            log.warning("%s: no projection config beside the checkpoint (a run written "
+                        "before it was kept): --resume cannot check it", ckpt_dir)
+        else:
+            try:
+                with open(saved_path, encoding="utf-8") as f:
+                    saved = ProjectionConfig.from_vector(json.load(f)["vector"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{saved_path}: unreadable projection config ({e}); run "
+                                 "again without --resume") from None
+            if saved.to_vector().tolist() != vec:
+                none = {"words": 0, "word_len": 0}  # summary() leaves them out then
+                was, now = {**none, **saved.summary()}, {**none, **proj.summary()}
+                diff = [f"{k} {was[k]} in the checkpoint, {now[k]} in this run"
+                        for k in was if was[k] != now[k]]
+                raise ValueError(
+                    f"{saved_path}: the checkpoint was trained with another projection ("
+                    f"{'; '.join(diff) or 'other word hashes'}); resume with the same "
+                    "--size/--words or run again without --resume")
+    T.write_json_atomic(path, {"vector": vec})
+
+
 def build(a: BuildArgs) -> dict:
     """Run the whole job; returns the metrics dict also written to metrics.json.
 
@@ -367,6 +418,7 @@ def build(a: BuildArgs) -> dict:
                  len(size.projection.words), size.projection.word_len)
     proj = size.projection
     S = proj.max_tokens
+    _check_resume_projection(os.path.join(a.out, "checkpoints"), a.out, proj, a.resume)
 
     data = prepare_data(a, S, proj)
     if proj.words:  # the word hashes, which the metadata does not hold, for `teacher --members`

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from ondevice_nlp import cli
+from ondevice_nlp.pipeline import with_word_list
+from ondevice_nlp.projection_ref import ProjectionConfig
 
 CITIES = ["Paris", "Berlin", "New York", "São Paulo", "Zürich", "Tokyo", "Lima", "Oslo"]
 TIMES = ["7 am", "noon", "six thirty", "tomorrow morning", "9 pm"]
@@ -371,18 +373,22 @@ def test_resume_skips_completed_float_and_qat_phases(tiny_build, tmp_path):
 
 def test_resume_from_a_checkpoint_of_another_model_is_a_clear_error(tiny_build, tmp_path, capsys):
     """A float checkpoint that does not fit the model (here: a wider size's) stops --resume
-    with a message naming the file and saying to run without --resume."""
+    with a message naming the file and saying to run without --resume. (Its projection
+    differs too: without the checkpoint's projection.json, as in runs written before it was
+    kept, that goes unchecked, with a warning, and the weights tell.)"""
     import shutil
 
     root, out = tiny_build
     again = tmp_path / "other"
     shutil.copytree(out, again)
+    (again / "checkpoints" / "projection.json").unlink()
     rc = cli.main(["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
                    "--size", "xsmall", "--out", str(again), "--epochs", "1", "--qat-epochs", "1",
                    "--resume", "--no-crf"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "float.weights.h5" in err and "without --resume" in err
+    assert "--resume cannot check it" in (again / "build.log").read_text()
 
 
 def test_resume_with_the_other_crf_setting_is_a_clear_error(tiny_build, tmp_path, capsys):
@@ -401,6 +407,41 @@ def test_resume_with_the_other_crf_setting_is_a_clear_error(tiny_build, tmp_path
     assert rc == 2
     err = capsys.readouterr().err
     assert "float.done.json" in err and "without the slot CRF" in err and "--no-crf" in err
+
+
+def test_resume_with_another_projection_is_a_clear_error(tiny_build, tmp_path, capsys):
+    """The checkpoint keeps the projection config it was trained with; resuming with another
+    one (here: a word list the run did not have) stops with a message naming the file and
+    what differs, and a run missing that file (written before it was kept) is checked
+    against OUT/projection.json, which --words runs have."""
+    import shutil
+
+    root, out = tiny_build
+    saved = json.loads((out / "checkpoints" / "projection.json").read_text())["vector"]
+    assert saved == ProjectionConfig.from_vector(saved).to_vector().tolist()
+    assert len(saved) < 11  # tiny_build has no word list
+    again = tmp_path / "other"
+    shutil.copytree(out, again)
+    words = tmp_path / "words.txt"
+    words.write_text("ส่ง\n", encoding="utf-8")
+    args = ["build", "--dataset", "mtop", "--data-dir", str(root), "--languages", "en",
+            "--size", "tiny", "--out", str(again), "--epochs", "1", "--qat-epochs", "1",
+            "--resume", "--no-crf"]
+    assert cli.main([*args, "--words", str(words)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoints/projection.json" in err and "another projection" in err
+    assert "words 0 in the checkpoint, 1 in this run" in err and "without --resume" in err
+    # the file is left as the checkpoint's
+    assert json.loads((again / "checkpoints" / "projection.json").read_text())["vector"] == saved
+
+    # an older --words run: no checkpoints/projection.json, its OUT/projection.json is read
+    (again / "checkpoints" / "projection.json").unlink()
+    with_words = with_word_list(ProjectionConfig.from_vector(saved), str(words))
+    (again / "projection.json").write_text(json.dumps({"vector": with_words.to_vector().tolist()}))
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{again / 'projection.json'}: the checkpoint was trained with" in err
+    assert "words 1 in the checkpoint, 0 in this run" in err
 
 
 def test_qat_range_calibration_tracks_float_model():
