@@ -141,8 +141,14 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     Viterbi decoding) and token offsets (``TFLiteModel.decode_batch``), batches
     of ``batch_size`` utterances. With ``errors``, the result also has
     ``"errors"``: the counts of ``metrics.error_breakdown``; and, when the
-    file's metadata gives its sequence length S (``projection.max_tokens``) and
-    no word dictionary, ``"truncation"``: the counts of :func:`truncation_counts`.
+    file's metadata gives its sequence length S (``projection.max_tokens``),
+    ``"truncation"``: the counts of :func:`truncation_counts` (with a word
+    dictionary, the tokens follow the words of the file's config vector,
+    ``tflite_model.read_projection_vector``).
+
+    Raises:
+      ModelFileError: with ``errors``, a file whose metadata gives a word dictionary
+        but whose config vector holds another (or none).
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):
@@ -152,16 +158,34 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     result = evaluate(list(examples), intents, slots)
     if errors:
         result["errors"] = error_breakdown(list(examples), intents, slots)
-        proj = tfl.meta.get("projection") or {}
-        S = proj.get("max_tokens")
-        # a word dictionary's words are in the file's config vector, not its metadata
-        if isinstance(S, int) and S > 0 and not proj.get("words"):
-            result["truncation"] = truncation_counts(list(examples), intents, slots, S)
+        meta_proj = tfl.meta.get("projection") or {}
+        S = meta_proj.get("max_tokens")
+        if isinstance(S, int) and S > 0:
+            proj = _word_projection(tfl) if meta_proj.get("words") else None
+            result["truncation"] = truncation_counts(list(examples), intents, slots, S, proj)
     return result
 
 
+def _word_projection(tfl) -> ProjectionConfig:
+    """The ``ProjectionConfig`` of a file built with ``--words``, from its op's config vector
+    (the metadata gives the number of words only); ModelFileError if the two disagree."""
+    from .tflite_model import ModelFileError, read_projection_vector
+
+    vec = read_projection_vector(tfl.buf, tfl.path)
+    try:
+        proj = ProjectionConfig.from_vector(vec) if vec is not None else None
+    except ValueError as e:
+        raise ModelFileError(f"{tfl.path}: the projection op's config vector: {e}; the file is "
+                             "corrupt") from None
+    if proj is None or len(proj.words) != tfl.meta["projection"]["words"]:
+        raise ModelFileError(f"{tfl.path}: the metadata gives {tfl.meta['projection']['words']} "
+                             f"words but the projection op's config vector holds "
+                             f"{len(proj.words) if proj else 'no'} word list; the file is corrupt")
+    return proj
+
+
 def truncation_counts(gold: Sequence[Example], pred_intents: Sequence[str], pred_slots: Sequence,
-                      max_tokens: int) -> dict:
+                      max_tokens: int, proj: ProjectionConfig | None = None) -> dict:
     """What the sequence length S costs: the utterances with more than ``max_tokens`` projection
     tokens (the model sees the first S only, ``projection_ref.tokenize``), how many of them are
     still exact matches, and the gold slots that end after the S-th token, which no model of
@@ -170,6 +194,8 @@ def truncation_counts(gold: Sequence[Example], pred_intents: Sequence[str], pred
     Args:
         gold, pred_intents, pred_slots: as for :func:`metrics.evaluate`.
         max_tokens: the model's S (``meta["projection"]["max_tokens"]``), > 0.
+        proj: the model's ``ProjectionConfig`` when it has a word dictionary (its tokens
+            are then words, ``train.token_char_offsets``); None: letters.
 
     Returns:
         ``{"max_tokens": S, "too_long": int, "too_long_exact_match": int,
@@ -189,7 +215,7 @@ def truncation_counts(gold: Sequence[Example], pred_intents: Sequence[str], pred
            "gold_slots_past_cap": 0}
     idx = []
     for i, e in enumerate(gold):
-        offsets = token_char_offsets(e.text, max_tokens + 1)
+        offsets = token_char_offsets(e.text, max_tokens + 1, proj)
         if len(offsets) > max_tokens:
             idx.append(i)
             last_end = offsets[max_tokens - 1][1]

@@ -110,6 +110,49 @@ def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
     return meta
 
 
+PROJECTION_OP = "OndeviceProjection"  # the custom op's name (custom_ops/tflite_kernel.cc)
+
+
+def read_projection_vector(buf: bytes, path: str = "<bytes>") -> np.ndarray | None:
+    """The projection config vector of a ``.tflite`` flatbuffer: the constant int32 [n] second
+    input of its first ``OndeviceProjection`` custom op (``projection_ref.ProjectionConfig
+    .to_vector``; with a word dictionary it holds the word hashes, which the metadata does not).
+
+    Returns None when the file has no such op (e.g. a model without our projection).
+
+    Raises:
+      ModelFileError: not a TFLite file, an unparsable flatbuffer, or the op's config input
+        is not a constant int32 vector (the file is corrupt).
+    """
+    check_tflite_bytes(buf, path)
+    schema = _schema()
+    try:
+        model = schema.Model.GetRootAs(buf, 0)
+        for g in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(g)
+            for i in range(graph.OperatorsLength()):
+                op = graph.Operators(i)
+                code = model.OperatorCodes(op.OpcodeIndex())
+                if code.CustomCode() != PROJECTION_OP.encode() or op.InputsLength() < 2:
+                    continue
+                tensor = graph.Tensors(op.Inputs(1))
+                b = model.Buffers(tensor.Buffer())
+                if b.Offset() > 1:  # buffers stored after the flatbuffer (files over 2 GB)
+                    data = bytes(buf[b.Offset():b.Offset() + b.Size()])
+                else:
+                    data = b.DataAsNumpy().tobytes() if b.DataLength() else b""
+                if tensor.Type() != schema.TensorType.INT32 or not data or len(data) % 4:
+                    raise ModelFileError(f"{path}: the {PROJECTION_OP} op's config input is not "
+                                         "a constant int32 vector; the file is corrupt")
+                return np.frombuffer(data, dtype="<i4").astype(np.int32)
+    except ModelFileError:
+        raise
+    except Exception as e:  # flatbuffers raises assorted errors on truncated files
+        raise ModelFileError(f"{path}: cannot parse the TFLite flatbuffer ({e!r}); "
+                             "the file is truncated or corrupt") from e
+    return None
+
+
 def add_metadata(buf: bytes, meta: dict) -> bytes:
     """Return a copy of a ``.tflite`` flatbuffer with ``meta`` stored as JSON metadata."""
     import flatbuffers

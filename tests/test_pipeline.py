@@ -258,6 +258,47 @@ def test_evaluate_cli_errors(tiny_build, capsys):
     assert trunc == truncation_counts(test, [d[0] for d in decoded], [d[2] for d in decoded], S)
 
 
+def test_read_projection_vector(tiny_build):
+    """The custom op's config input read from the file is the vector the build trained with;
+    a file without the op gives None; a config input of another type or a truncated file, a
+    clear error naming the file."""
+    import flatbuffers
+
+    from ondevice_nlp.tflite_model import (PROJECTION_OP, ModelFileError, _schema,
+                                           read_projection_vector)
+
+    root, out = tiny_build
+    buf = (out / "model.tflite").read_bytes()
+    saved = json.loads((out / "checkpoints" / "projection.json").read_text())["vector"]
+    got = read_projection_vector(buf)
+    assert got.dtype == np.int32 and got.tolist() == saved
+    schema = _schema()
+
+    def mutate(fn):
+        m = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+        fn(m, [i for i, c in enumerate(m.operatorCodes) if c.customCode == PROJECTION_OP.encode()])
+        b = flatbuffers.Builder(len(buf) + 1024)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+    def rename(m, codes):
+        for i in codes:
+            m.operatorCodes[i].customCode = b"SomeOtherOp"
+
+    def retype(m, codes):
+        for g in m.subgraphs:
+            for op in g.operators:
+                if op.opcodeIndex in codes:
+                    g.tensors[op.inputs[1]].type = schema.TensorType.FLOAT32
+
+    assert read_projection_vector(mutate(lambda m, codes: None)).tolist() == saved
+    assert read_projection_vector(mutate(rename)) is None
+    with pytest.raises(ModelFileError, match="m.tflite: the OndeviceProjection op's config"):
+        read_projection_vector(mutate(retype), "m.tflite")
+    with pytest.raises(ModelFileError, match="m.tflite"):
+        read_projection_vector(buf[:len(buf) // 2], "m.tflite")
+
+
 def test_truncation_counts_hand_computed():
     """Utterances longer than S tokens, those still exact, and gold slots past the S-th token
     (S = 3 here; a Thai letter with its marks is one token)."""
@@ -276,6 +317,11 @@ def test_truncation_counts_hand_computed():
     assert truncation_counts(gold, intents, slots, 3) == {
         "max_tokens": 3, "too_long": 3, "too_long_exact_match": 2, "gold_slots_past_cap": 1}
     assert truncation_counts(gold, intents, slots, 4)["too_long"] == 0
+    # with a word dictionary that holds it, "สวัสดี" is one token
+    from ondevice_nlp.projection_ref import ProjectionConfig, word_dictionary
+    h, word_len = word_dictionary(["สวัสดี"])
+    words = ProjectionConfig(words=h, word_len=word_len)
+    assert truncation_counts(gold, intents, slots, 3, words)["too_long"] == 2
     with pytest.raises(ValueError, match="max_tokens must be >= 1"):
         truncation_counts(gold, intents, slots, 0)
     with pytest.raises(ValueError, match="length mismatch"):
@@ -698,6 +744,22 @@ def test_build_with_a_word_list(tmp_path, capsys):
     assert [data[s:e].decode() for s, e in raw["token_offsets"][0][:n]] == ["ส่ง", "ข้อความ", "หา", "มานี"]
     # without the list the same text is 13 letter tokens
     assert len(ref.tokenize(data, 64)) == 13
+    # the file's config vector holds the words: `evaluate --errors` counts truncation in words
+    from ondevice_nlp.export import truncation_counts
+    from ondevice_nlp.tflite_model import read_projection_vector
+    vec = read_projection_vector(tfl.buf)
+    assert vec.tolist() == json.loads((out / "projection.json").read_text())["vector"]
+    capsys.readouterr()  # the build's output
+    assert cli.main(["evaluate", str(out / "model.tflite"), "--dataset", "mtop", "--data-dir",
+                     str(root), "--split", "test", "--errors"]) == 0
+    trunc = json.loads(capsys.readouterr().out)["th"]["truncation"]
+    from ondevice_nlp.data import load_dataset
+    test = load_dataset("mtop", str(root), ["th"], "test")["th"]
+    decoded = tfl.decode_batch([e.text for e in test])
+    intents, spans = [d[0] for d in decoded], [d[2] for d in decoded]
+    proj = ref.ProjectionConfig.from_vector(vec)
+    assert trunc == truncation_counts(test, intents, spans, 16, proj)
+    assert trunc["too_long"] == 0 < truncation_counts(test, intents, spans, 16)["too_long"]
     # an ensemble teacher of it reads its word list from projection.json and cuts the
     # training set into the same words: its soft targets fit a student built with --words
     teacher = ["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
