@@ -74,6 +74,15 @@ def check_tflite_bytes(buf: bytes, path: str) -> None:
         raise ModelFileError(f"{e}; the file is corrupt or of another kind") from None
 
 
+def _buffer_bytes(model, index: int, buf: bytes) -> bytes:
+    """The bytes of the flatbuffer ``model``'s buffer ``index``: stored inline, or after the
+    flatbuffer at an offset (files over 2 GB); b"" for an empty buffer."""
+    b = model.Buffers(index)
+    if b.Offset() > 1:
+        return bytes(buf[b.Offset():b.Offset() + b.Size()])
+    return b.DataAsNumpy().tobytes() if b.DataLength() else b""
+
+
 def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
     """Our JSON metadata from a ``.tflite`` flatbuffer.
 
@@ -89,12 +98,7 @@ def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
             md = model.Metadata(i)
             if md.Name() != METADATA_NAME.encode():
                 continue
-            b = model.Buffers(md.Buffer())
-            if b.Offset() > 1:
-                data = bytes(buf[b.Offset():b.Offset() + b.Size()])
-            else:
-                data = b.DataAsNumpy().tobytes()
-            meta = json.loads(data.decode("utf-8"))
+            meta = json.loads(_buffer_bytes(model, md.Buffer(), buf).decode("utf-8"))
             break
         else:
             raise ModelFileError(f"{path}: TFLite model has no '{METADATA_NAME}' metadata; "
@@ -136,11 +140,7 @@ def read_projection_vector(buf: bytes, path: str = "<bytes>") -> np.ndarray | No
                 if code.CustomCode() != PROJECTION_OP.encode() or op.InputsLength() < 2:
                     continue
                 tensor = graph.Tensors(op.Inputs(1))
-                b = model.Buffers(tensor.Buffer())
-                if b.Offset() > 1:  # buffers stored after the flatbuffer (files over 2 GB)
-                    data = bytes(buf[b.Offset():b.Offset() + b.Size()])
-                else:
-                    data = b.DataAsNumpy().tobytes() if b.DataLength() else b""
+                data = _buffer_bytes(model, tensor.Buffer(), buf)
                 if tensor.Type() != schema.TensorType.INT32 or not data or len(data) % 4:
                     raise ModelFileError(f"{path}: the {PROJECTION_OP} op's config input is not "
                                          "a constant int32 vector; the file is corrupt")
