@@ -614,7 +614,8 @@ mtop-th-crf-words-kd2-aug3-24-t1: runs/th-words.txt
 
 # four word members (README "Thai read word by word"): the two above, the base at batch 32 and
 # pQRNN batch 32 at seed 1, averaged as a teacher; its student with the recipe of the two-member
-# one, and that one again at seed 1 (how far two students of one teacher land)
+# one, and both again at seed 1 (other substituted copies, which the teacher labels with the same
+# --seed; other initial weights and batch order): how far two runs of the recipe land
 pqrnn-th-crf-bs32-words-seed1: runs/th-words.txt
 	$(call run,build $(LANG_DATA_TH) --model pqrnn --crf --batch-size 32 --seed 1 --words runs/th-words.txt)
 
@@ -622,15 +623,18 @@ TH_WORDS4_MEMBERS = $(TH_WORDS_MEMBERS),runs/mtop-th-crf-bs32-words-p40,runs/pqr
 TH_WORDS_STUDENT = --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
     --distill-temperature 1.0 --distill-weight 0.5 --words runs/th-words.txt
 .PHONY: pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1 \
-    mtop-th-crf-words-kd2-aug3-24-t1-seed1 mtop-th-words-kd4-best
+    teacher-th-words4-aug3-seed1 mtop-th-crf-words-kd4-aug3-24-t1-seed1 mtop-th-words-kd4-best
 teacher-th-words4-aug3:
 	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS4_MEMBERS) --augment-slots 3.0)
 
 mtop-th-crf-words-kd4-aug3-24-t1: runs/th-words.txt
 	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words4-aug3)
 
-mtop-th-crf-words-kd2-aug3-24-t1-seed1: runs/th-words.txt
-	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words2-aug3 --seed 1)
+teacher-th-words4-aug3-seed1:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS4_MEMBERS) --augment-slots 3.0 --seed 1)
+
+mtop-th-crf-words-kd4-aug3-24-t1-seed1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words4-aug3-seed1 --seed 1)
 
 # the whole four-member Thai chain, members one after the other
 mtop-th-words-kd4-best:
