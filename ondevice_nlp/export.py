@@ -178,9 +178,9 @@ def _word_projection(tfl) -> ProjectionConfig:
         raise ModelFileError(f"{tfl.path}: the projection op's config vector: {e}; the file is "
                              "corrupt") from None
     if proj is None or len(proj.words) != tfl.meta["projection"]["words"]:
+        held = f"{len(proj.words)} words" if proj is not None else "no projection op"
         raise ModelFileError(f"{tfl.path}: the metadata gives {tfl.meta['projection']['words']} "
-                             f"words but the projection op's config vector holds "
-                             f"{len(proj.words) if proj else 'no'} word list; the file is corrupt")
+                             f"words but the file has {held}; the file is corrupt")
     return proj
 
 

@@ -760,6 +760,16 @@ def test_build_with_a_word_list(tmp_path, capsys):
     proj = ref.ProjectionConfig.from_vector(vec)
     assert trunc == truncation_counts(test, intents, spans, 16, proj)
     assert trunc["too_long"] == 0 < truncation_counts(test, intents, spans, 16)["too_long"]
+    # metadata and config vector that disagree on the word list: a clear error, not a guess
+    from ondevice_nlp.export import evaluate_tflite
+    from ondevice_nlp.tflite_model import ModelFileError, add_metadata
+    meta = {k: v for k, v in tfl.meta.items() if k != "format"}
+    meta["projection"] = {**meta["projection"], "words": len(h) + 1}
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(add_metadata(tfl.buf, meta))
+    with pytest.raises(ModelFileError, match=f"bad.tflite: the metadata gives {len(h) + 1} words "
+                                             f"but the file has {len(h)} words"):
+        evaluate_tflite(TFLiteModel(str(bad)), test, errors=True)
     # an ensemble teacher of it reads its word list from projection.json and cuts the
     # training set into the same words: its soft targets fit a student built with --words
     teacher = ["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
