@@ -43,7 +43,10 @@ class InitSource:
 
     ``intents`` / ``tags``: its label names in its head order; ``crf``: its
     float checkpoint holds CRF transition scores; ``checkpoint``: path of
-    ``checkpoints/float.weights.h5``.
+    ``checkpoints/float.weights.h5``; ``projection_vector``: the config vector of
+    its projection op (``tflite_model.read_projection_vector``; with ``--words``
+    it holds the word hashes, which ``projection``, the metadata, does not), None
+    for a file without the op.
     """
 
     run: str
@@ -54,6 +57,7 @@ class InitSource:
     tags: list
     crf: bool
     checkpoint: str
+    projection_vector: tuple | None = None
 
 
 def read_source(run: str) -> InitSource:
@@ -64,7 +68,7 @@ def read_source(run: str) -> InitSource:
             ``checkpoints/float.weights.h5``, or the file is not a model of this
             package or lacks label lists (the message names the file).
     """
-    from .tflite_model import ModelFileError, read_metadata
+    from .tflite_model import ModelFileError, read_metadata, read_projection_vector
 
     path = os.path.join(run, "model.tflite")
     ckpt = os.path.join(run, "checkpoints", "float.weights.h5")
@@ -76,6 +80,7 @@ def read_source(run: str) -> InitSource:
         buf = f.read()
     try:
         meta = read_metadata(buf, path)
+        vec = read_projection_vector(buf, path)
     except ModelFileError as e:
         raise InitFromError(f"--init-from {run}: {e}") from None
     labels = meta.get("labels") or {}
@@ -84,7 +89,8 @@ def read_source(run: str) -> InitSource:
     return InitSource(run=run, model=meta.get("model", "?"), size=meta.get("size", "?"),
                       projection=meta.get("projection", {}), intents=list(labels["intents"]),
                       tags=list(labels["tags"]), crf="crf_transitions" in labels,
-                      checkpoint=ckpt)
+                      checkpoint=ckpt,
+                      projection_vector=None if vec is None else tuple(int(v) for v in vec))
 
 
 def label_map(src: list, dst: list) -> np.ndarray:
@@ -172,6 +178,10 @@ def init_from(source: InitSource, spec, size, size_name: str, model_name: str, m
                       if proj.get(k) != source.projection.get(k))
         raise InitFromError(f"--init-from {run}: its projection differs from this run's in "
                             f"{', '.join(diff)}")
+    vec = tuple(int(v) for v in size.projection.to_vector())
+    if source.projection_vector is not None and source.projection_vector != vec:
+        raise InitFromError(f"--init-from {run}: its projection differs from this run's in the "
+                            "word list (as many words, other ones: see --words)")
     src = spec.build(size, num_intents=len(source.intents), num_tags=len(source.tags),
                      dynamic=True)
     holder = src

@@ -144,3 +144,22 @@ def test_init_from_errors(source_run, tmp_path, capsys):
     (bad / "model.tflite").write_bytes(add_metadata(buf, meta))
     rc, err = _build_error(capsys, *common, "--out", str(tmp_path / "e"), "--init-from", str(bad))
     assert rc == 2 and "no label lists" in err and str(bad / "model.tflite") in err
+
+
+def test_init_from_checks_the_word_list(source_run, tmp_path, capsys):
+    """A run built with --words warm-starts a run with the same list; a list of as many words
+    of as many letters (same metadata) but other words is refused: the file's op config says."""
+    src_run, dst_root = source_run
+    lists = {}
+    for name, word in (("a", "ส่ง"), ("b", "หา")):  # one word of 2 letters each
+        lists[name] = tmp_path / f"{name}.txt"
+        lists[name].write_text(word + "\n", encoding="utf-8")
+    common = ["build", "--dataset", "mtop", "--data-dir", str(dst_root), "--languages", "en",
+              *BUILD]
+    assert cli.main([*common, "--out", str(tmp_path / "src"), "--words", str(lists["a"])]) == 0
+    assert cli.main([*common, "--out", str(tmp_path / "ok"), "--words", str(lists["a"]),
+                     "--init-from", str(tmp_path / "src")]) == 0
+    rc, err = _build_error(capsys, "--data-dir", str(dst_root), "--languages", "en", *BUILD,
+                           "--out", str(tmp_path / "other"), "--words", str(lists["b"]),
+                           "--init-from", str(tmp_path / "src"))
+    assert rc == 2 and "differs from this run's in the word list" in err
