@@ -103,6 +103,23 @@ def load_member(run: str) -> Member:
                   tfl.allowed, crf)
 
 
+def read_projection_file(path: str):
+    """The ``ProjectionConfig`` of a ``{"vector": [int, ...]}`` file (``projection.json``,
+    written by ``build``: beside a ``--words`` run, and in every run's ``checkpoints/``).
+
+    Raises:
+      OSError: the file cannot be read.
+      ValueError: it is not a config vector (names the file).
+    """
+    from .projection_ref import ProjectionConfig
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ProjectionConfig.from_vector(json.load(f)["vector"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a projection config vector ({e})") from None
+
+
 def read_projection(run: str, meta: dict):
     """The ``ProjectionConfig`` of ``RUN/projection.json`` (written by ``build`` for a
     run with a word dictionary), checked against the ``.tflite`` metadata ``meta``.
@@ -111,17 +128,11 @@ def read_projection(run: str, meta: dict):
       FileNotFoundError: no ``projection.json``.
       ValueError: it is not a config vector, or its fields differ from the metadata's.
     """
-    from .projection_ref import ProjectionConfig
-
     path = os.path.join(run, PROJECTION_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing; a member built with --words needs the "
                                 "projection.json that `ondevice-nlp build` writes beside it")
-    try:
-        with open(path, encoding="utf-8") as f:
-            proj = ProjectionConfig.from_vector(json.load(f)["vector"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a projection config vector ({e})") from None
+    proj = read_projection_file(path)
     if proj.summary() != meta["projection"]:
         raise ValueError(f"{path}: {proj.summary()} differs from the projection in "
                          f"{run}/model.tflite's metadata, {meta['projection']}")

@@ -343,8 +343,7 @@ def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> Non
         the number of words) or cannot be read.
     """
     from . import train as T
-    from .ensemble_teacher import PROJECTION_FILE
-    from .projection_ref import ProjectionConfig
+    from .ensemble_teacher import PROJECTION_FILE, read_projection_file
 
     vec = [int(v) for v in proj.to_vector()]
     path = os.path.join(ckpt_dir, CHECKPOINT_PROJECTION)
@@ -356,11 +355,12 @@ def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> Non
                         "before it was kept): --resume cannot check it", ckpt_dir)
         else:
             try:
-                with open(saved_path, encoding="utf-8") as f:
-                    saved = ProjectionConfig.from_vector(json.load(f)["vector"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{saved_path}: unreadable projection config ({e}); run "
-                                 "again without --resume") from None
+                saved = read_projection_file(saved_path)
+            except OSError as e:
+                raise ValueError(f"{saved_path}: unreadable ({e}); run again without "
+                                 "--resume") from None
+            except ValueError as e:
+                raise ValueError(f"{e}; run again without --resume") from None
             if saved.to_vector().tolist() != vec:
                 none = {"words": 0, "word_len": 0}  # summary() leaves them out then
                 was, now = {**none, **saved.summary()}, {**none, **proj.summary()}

@@ -83,6 +83,21 @@ def _buffer_bytes(model, index: int, buf: bytes) -> bytes:
     return b.DataAsNumpy().tobytes() if b.DataLength() else b""
 
 
+def _parse_model(buf: bytes, path: str, read):
+    """``read(schema, model)`` on the parsed flatbuffer ``buf``; a ModelFileError naming
+    ``path`` for a file that is not TFLite or that the flatbuffer reader fails on (truncated
+    or corrupt: flatbuffers raises assorted errors); ``read``'s own ModelFileError passes."""
+    check_tflite_bytes(buf, path)
+    schema = _schema()
+    try:
+        return read(schema, schema.Model.GetRootAs(buf, 0))
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(f"{path}: cannot parse the TFLite flatbuffer ({e!r}); "
+                             "the file is truncated or corrupt") from e
+
+
 def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
     """Our JSON metadata from a ``.tflite`` flatbuffer.
 
@@ -90,24 +105,15 @@ def read_metadata(buf: bytes, path: str = "<bytes>") -> dict:
       ModelFileError: not a TFLite file, unparsable flatbuffer, or no
         ``ondevice_nlp`` metadata (a model not exported by this package).
     """
-    check_tflite_bytes(buf, path)
-    schema = _schema()
-    try:
-        model = schema.Model.GetRootAs(buf, 0)
+    def read(schema, model):
         for i in range(model.MetadataLength()):
             md = model.Metadata(i)
-            if md.Name() != METADATA_NAME.encode():
-                continue
-            meta = json.loads(_buffer_bytes(model, md.Buffer(), buf).decode("utf-8"))
-            break
-        else:
-            raise ModelFileError(f"{path}: TFLite model has no '{METADATA_NAME}' metadata; "
-                                 "was it exported by `ondevice-nlp build`?")
-    except ModelFileError:
-        raise
-    except Exception as e:  # flatbuffers raises assorted errors on truncated files
-        raise ModelFileError(f"{path}: cannot parse the TFLite flatbuffer ({e!r}); "
-                             "the file is truncated or corrupt") from e
+            if md.Name() == METADATA_NAME.encode():
+                return json.loads(_buffer_bytes(model, md.Buffer(), buf).decode("utf-8"))
+        raise ModelFileError(f"{path}: TFLite model has no '{METADATA_NAME}' metadata; "
+                             "was it exported by `ondevice-nlp build`?")
+
+    meta = _parse_model(buf, path, read)
     if meta.get("format") != METADATA_FORMAT:
         raise ModelFileError(f"{path}: metadata format {meta.get('format')!r}, "
                              f"expected {METADATA_FORMAT!r}")
@@ -128,10 +134,7 @@ def read_projection_vector(buf: bytes, path: str = "<bytes>") -> np.ndarray | No
       ModelFileError: not a TFLite file, an unparsable flatbuffer, or the op's config input
         is not a constant int32 vector (the file is corrupt).
     """
-    check_tflite_bytes(buf, path)
-    schema = _schema()
-    try:
-        model = schema.Model.GetRootAs(buf, 0)
+    def read(schema, model):
         for g in range(model.SubgraphsLength()):
             graph = model.Subgraphs(g)
             for i in range(graph.OperatorsLength()):
@@ -145,12 +148,9 @@ def read_projection_vector(buf: bytes, path: str = "<bytes>") -> np.ndarray | No
                     raise ModelFileError(f"{path}: the {PROJECTION_OP} op's config input is not "
                                          "a constant int32 vector; the file is corrupt")
                 return np.frombuffer(data, dtype="<i4").astype(np.int32)
-    except ModelFileError:
-        raise
-    except Exception as e:  # flatbuffers raises assorted errors on truncated files
-        raise ModelFileError(f"{path}: cannot parse the TFLite flatbuffer ({e!r}); "
-                             "the file is truncated or corrupt") from e
-    return None
+        return None
+
+    return _parse_model(buf, path, read)
 
 
 def add_metadata(buf: bytes, meta: dict) -> bytes:
