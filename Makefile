@@ -639,3 +639,25 @@ mtop-th-crf-words-kd4-aug3-24-t1-seed1: runs/th-words.txt
 # the whole four-member Thai chain, members one after the other
 mtop-th-words-kd4-best:
 	$(call chain,pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40 pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1)
+
+# six word members (README "Thai read word by word"), the English "six members" step: the four
+# above and both their students (seeds 0 and 1), averaged as a teacher over the training set and
+# three slot-substituted copies, and its student with the recipe above, at seeds 0 and 1
+TH_WORDS6_MEMBERS = $(TH_WORDS4_MEMBERS),runs/mtop-th-crf-words-kd4-aug3-24-t1,runs/mtop-th-crf-words-kd4-aug3-24-t1-seed1
+.PHONY: teacher-th-words6-aug3 mtop-th-crf-words-kd6-aug3-24-t1 teacher-th-words6-aug3-seed1 \
+    mtop-th-crf-words-kd6-aug3-24-t1-seed1 mtop-th-words-kd6-seed1-best
+teacher-th-words6-aug3:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS6_MEMBERS) --augment-slots 3.0)
+
+mtop-th-crf-words-kd6-aug3-24-t1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words6-aug3)
+
+teacher-th-words6-aug3-seed1:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS6_MEMBERS) --augment-slots 3.0 --seed 1)
+
+mtop-th-crf-words-kd6-aug3-24-t1-seed1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words6-aug3-seed1 --seed 1)
+
+# the whole six-member chain at seed 1, members one after the other
+mtop-th-words-kd6-seed1-best:
+	$(call chain,pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40 pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1 teacher-th-words4-aug3-seed1 mtop-th-crf-words-kd4-aug3-24-t1-seed1 teacher-th-words6-aug3-seed1 mtop-th-crf-words-kd6-aug3-24-t1-seed1)

@@ -54,6 +54,12 @@ def _lang_kd4_steps(lang):
             f"teacher-{lang}-ens4-aug3", f"mtop-{lang}-crf-kd4-aug3-24-t1"]
 
 
+# the Thai word chain's first steps: four members, their teacher and its student
+TH_WORDS4_STEPS = ["pqrnn-th-crf-bs32-words", "mtop-th-crf-bs64-words-p40", "mtop-th-crf-bs32-words-p40",
+                   "pqrnn-th-crf-bs32-words-seed1", "teacher-th-words4-aug3",
+                   "mtop-th-crf-words-kd4-aug3-24-t1"]
+
+
 @pytest.mark.parametrize("chain,steps", [
     ("massive-all-best", ["massive-all", "massive-pqrnn-all", "massive-bilstm-all",
                           "massive-transformer-all", "massive-teacher-all-ens", "massive-all-crf-kd"]),
@@ -65,9 +71,11 @@ def _lang_kd4_steps(lang):
     ("mtop-en-kd6-seed1-best", EN6_MEMBER_STEPS + ["teacher-en-ens6-aug3-seed1",
                                                    "mtop-en-crf-kd6-aug3-24-t1-seed1"]),
     *((f"mtop-{lang}-kd4-best", _lang_kd4_steps(lang)) for lang in ("es", "th")),
-    ("mtop-th-words-kd4-best", ["pqrnn-th-crf-bs32-words", "mtop-th-crf-bs64-words-p40",
-                                "mtop-th-crf-bs32-words-p40", "pqrnn-th-crf-bs32-words-seed1",
-                                "teacher-th-words4-aug3", "mtop-th-crf-words-kd4-aug3-24-t1"]),
+    ("mtop-th-words-kd4-best", TH_WORDS4_STEPS),
+    ("mtop-th-words-kd6-seed1-best", TH_WORDS4_STEPS + ["teacher-th-words4-aug3-seed1",
+                                                         "mtop-th-crf-words-kd4-aug3-24-t1-seed1",
+                                                         "teacher-th-words6-aug3-seed1",
+                                                         "mtop-th-crf-words-kd6-aug3-24-t1-seed1"]),
     ("mtop-all-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug", "mtop-all-kd2-aug"]),
     ("mtop-all-crf-kd2-best", ["mtop-all", "pqrnn-all", "teacher-all-ens2-aug",
                                "mtop-all-crf-kd2-aug"]),
