@@ -38,8 +38,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-PROJECTION_FILE = "projection.json"
-"""Beside a ``build --words`` run's model: {"vector": its whole config vector (int32 list)}."""
 FLOOR = 1e-12
 """Smallest probability whose log is stored (log 1e-12 = -27.6 fits float16)."""
 
@@ -65,14 +63,15 @@ def load_member(run: str) -> Member:
     """Rebuild a ``build`` run's float model from ``RUN/model.tflite`` and
     ``RUN/checkpoints/float.weights.h5``.
 
-    A run built with ``--words`` also needs ``RUN/projection.json`` (the whole
-    config vector, word hashes included, which the metadata does not hold).
+    The projection is the one the file's op runs with (``TFLiteModel.projection_config``:
+    the whole config vector, a ``--words`` run's word hashes included), so the
+    teacher cuts text into the same tokens as the member did in training.
 
     Raises:
       FileNotFoundError: a needed file is missing (names it).
-      tflite_model.ModelFileError: a corrupt ``.tflite`` or metadata.
-      ValueError: the checkpoint does not fit the model the metadata describes,
-        or ``projection.json`` does not match the metadata.
+      tflite_model.ModelFileError: a corrupt ``.tflite`` or metadata (including
+        metadata and projection op that describe different projections).
+      ValueError: the checkpoint does not fit the model the metadata describes.
     """
     from .crf import CRFTagger
     from .pipeline import model_spec
@@ -88,8 +87,9 @@ def load_member(run: str) -> Member:
     meta = tfl.meta
     spec = model_spec(meta["model"])
     size = spec.get_size(meta["size"], meta["projection"]["max_tokens"], None)
-    if meta.get("projection", {}).get("words"):  # built with --words
-        size = dataclasses.replace(size, projection=read_projection(run, meta))
+    proj = tfl.projection_config()  # the op's own config: with --words, the word list too
+    if proj is not None:
+        size = dataclasses.replace(size, projection=proj)
     model = spec.build(size, num_intents=len(tfl.intents), num_tags=len(tfl.tags), dynamic=True)
     crf = tfl.crf_transitions is not None
     if crf:  # `build --crf` saved the CRF wrapper's weights (network and float transitions)
@@ -101,42 +101,6 @@ def load_member(run: str) -> Member:
                          f"{path} describes ({' '.join(str(e).split())[:300]})") from None
     return Member(run, meta, list(tfl.intents), list(tfl.tags), model, size.projection,
                   tfl.allowed, crf)
-
-
-def read_projection_file(path: str):
-    """The ``ProjectionConfig`` of a ``{"vector": [int, ...]}`` file (``projection.json``,
-    written by ``build``: beside a ``--words`` run, and in every run's ``checkpoints/``).
-
-    Raises:
-      OSError: the file cannot be read.
-      ValueError: it is not a config vector (names the file).
-    """
-    from .projection_ref import ProjectionConfig
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return ProjectionConfig.from_vector(json.load(f)["vector"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a projection config vector ({e})") from None
-
-
-def read_projection(run: str, meta: dict):
-    """The ``ProjectionConfig`` of ``RUN/projection.json`` (written by ``build`` for a
-    run with a word dictionary), checked against the ``.tflite`` metadata ``meta``.
-
-    Raises:
-      FileNotFoundError: no ``projection.json``.
-      ValueError: it is not a config vector, or its fields differ from the metadata's.
-    """
-    path = os.path.join(run, PROJECTION_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing; a member built with --words needs the "
-                                "projection.json that `ondevice-nlp build` writes beside it")
-    proj = read_projection_file(path)
-    if proj.summary() != meta["projection"]:
-        raise ValueError(f"{path}: {proj.summary()} differs from the projection in "
-                         f"{run}/model.tflite's metadata, {meta['projection']}")
-    return proj
 
 
 def member_distributions(member: Member, enc) -> tuple[np.ndarray, list]:

@@ -144,11 +144,11 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
     file's metadata gives its sequence length S (``projection.max_tokens``),
     ``"truncation"``: the counts of :func:`truncation_counts` (with a word
     dictionary, the tokens follow the words of the file's config vector,
-    ``tflite_model.read_projection_vector``).
+    ``TFLiteModel.projection_config``).
 
     Raises:
       ModelFileError: with ``errors``, a file whose metadata gives a word dictionary
-        but whose config vector holds another (or none).
+        but whose projection op has none or describes another projection.
     """
     intents, slots = [], []
     for i in range(0, len(examples), batch_size):
@@ -161,27 +161,9 @@ def evaluate_tflite(tfl: TFLiteModel, examples: Sequence[Example], batch_size: i
         meta_proj = tfl.meta.get("projection") or {}
         S = meta_proj.get("max_tokens")
         if isinstance(S, int) and S > 0:
-            proj = _word_projection(tfl) if meta_proj.get("words") else None
+            proj = tfl.projection_config() if meta_proj.get("words") else None
             result["truncation"] = truncation_counts(list(examples), intents, slots, S, proj)
     return result
-
-
-def _word_projection(tfl) -> ProjectionConfig:
-    """The ``ProjectionConfig`` of a file built with ``--words``, from its op's config vector
-    (the metadata gives the number of words only); ModelFileError if the two disagree."""
-    from .tflite_model import ModelFileError, read_projection_vector
-
-    vec = read_projection_vector(tfl.buf, tfl.path)
-    try:
-        proj = ProjectionConfig.from_vector(vec) if vec is not None else None
-    except ValueError as e:
-        raise ModelFileError(f"{tfl.path}: the projection op's config vector: {e}; the file is "
-                             "corrupt") from None
-    if proj is None or len(proj.words) != tfl.meta["projection"]["words"]:
-        held = f"{len(proj.words)} words" if proj is not None else "no projection op"
-        raise ModelFileError(f"{tfl.path}: the metadata gives {tfl.meta['projection']['words']} "
-                             f"words but the file has {held}; the file is corrupt")
-    return proj
 
 
 def truncation_counts(gold: Sequence[Example], pred_intents: Sequence[str], pred_slots: Sequence,

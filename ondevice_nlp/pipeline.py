@@ -13,8 +13,8 @@ Writes into OUT:
                       ``qat.done.json`` once QAT is (``--resume`` after both: export
                       and evaluation only, e.g. to write a newer metadata format),
                       ``projection.json`` the projection config vector trained with
-                      (``--resume`` with another one stops);
-  ``projection.json`` with ``--words``: the same vector, for ``teacher --members``.
+                      (``--resume`` with another one stops; the ``.tflite``'s
+                      projection op holds the same vector).
 """
 
 from __future__ import annotations
@@ -326,6 +326,24 @@ def _reuse_phase(model, ckpt_path: str, done_path: str, cb, model_name: str,
 
 
 CHECKPOINT_PROJECTION = "projection.json"  # in OUT/checkpoints: the projection trained with
+OLD_PROJECTION_FILE = "projection.json"  # in OUT, written beside --words runs before 2026-12-08
+
+
+def read_projection_file(path: str):
+    """The ``ProjectionConfig`` of a ``{"vector": [int, ...]}`` file (``build`` writes the
+    config vector it trains with to ``OUT/checkpoints/projection.json``).
+
+    Raises:
+      OSError: the file cannot be read.
+      ValueError: it is not a config vector (names the file).
+    """
+    from .projection_ref import ProjectionConfig
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return ProjectionConfig.from_vector(json.load(f)["vector"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a projection config vector ({e})") from None
 
 
 def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> None:
@@ -335,20 +353,18 @@ def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> Non
     as ``ckpt_dir/projection.json`` for the next ``--resume``.
 
     The saved config is read from ``ckpt_dir/projection.json``, else (a run written before
-    that file existed) from ``out/projection.json``, which ``--words`` runs have; a run with
-    neither is resumed unchecked, with a warning.
+    that file existed) from ``out/projection.json``, which ``--words`` runs of that time
+    have; a run with neither is resumed unchecked, with a warning.
 
     Raises:
       ValueError: the saved config differs (names the file and the fields that differ, e.g.
         the number of words) or cannot be read.
     """
     from . import train as T
-    from .ensemble_teacher import PROJECTION_FILE, read_projection_file
-
     vec = [int(v) for v in proj.to_vector()]
     path = os.path.join(ckpt_dir, CHECKPOINT_PROJECTION)
     if resume:
-        saved_path = next((p for p in (path, os.path.join(out, PROJECTION_FILE))
+        saved_path = next((p for p in (path, os.path.join(out, OLD_PROJECTION_FILE))
                            if os.path.exists(p)), None)
         if saved_path is None:
             log.warning("%s: no projection config beside the checkpoint (a run written "
@@ -362,10 +378,8 @@ def _check_resume_projection(ckpt_dir: str, out: str, proj, resume: bool) -> Non
             except ValueError as e:
                 raise ValueError(f"{e}; run again without --resume") from None
             if saved.to_vector().tolist() != vec:
-                none = {"words": 0, "word_len": 0}  # summary() leaves them out then
-                was, now = {**none, **saved.summary()}, {**none, **proj.summary()}
-                diff = [f"{k} {was[k]} in the checkpoint, {now[k]} in this run"
-                        for k in was if was[k] != now[k]]
+                diff = [f"{k} {was} in the checkpoint, {now} in this run"
+                        for k, was, now in proj.summary_differences(saved.summary())]
                 raise ValueError(
                     f"{saved_path}: the checkpoint was trained with another projection ("
                     f"{'; '.join(diff) or 'other word hashes'}); resume with the same "
@@ -421,10 +435,6 @@ def build(a: BuildArgs) -> dict:
     _check_resume_projection(os.path.join(a.out, "checkpoints"), a.out, proj, a.resume)
 
     data = prepare_data(a, S, proj)
-    if proj.words:  # the word hashes, which the metadata does not hold, for `teacher --members`
-        from .ensemble_teacher import PROJECTION_FILE
-        T.write_json_atomic(os.path.join(a.out, PROJECTION_FILE),
-                            {"vector": proj.to_vector().tolist()})
     splits, train_ex, labels = data.splits, data.train_ex, data.labels
     enc_train, evals, tests = data.enc_train, data.evals, data.tests
     log.info("train examples %d (%s); %d intents, %d BIO tags; S=%d F=%d window=%d",

@@ -274,6 +274,19 @@ class ProjectionConfig:
             del d["words"], d["word_len"]
         return d
 
+    def summary_differences(self, other: dict) -> list[tuple[str, object, object]]:
+        """The fields in which ``other``, a ``summary()`` dict (a model's metadata, a
+        checkpoint's config), differs from this config's, as ``(field, other's, ours)``.
+        A field ``other`` lacks counts as its default (metadata written before ``shape``,
+        ``ngram`` or ``words`` existed; ``words`` 0 without a dictionary), so an older
+        file's summary of the same config gives no differences. The word hashes are not
+        compared, only their number."""
+        ours = self.summary()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults.update(words=0, word_len=0)
+        return [(k, other.get(k, defaults[k]), ours.get(k, defaults[k]))
+                for k in defaults if other.get(k, defaults[k]) != ours.get(k, defaults[k])]
+
     @functools.cached_property
     def word_set(self) -> frozenset:
         """``words`` as a frozenset, for ``tokenize`` (computed once per config)."""

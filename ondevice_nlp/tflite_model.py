@@ -285,6 +285,41 @@ class TFLiteModel:
         self.fixed_batch = int(runner.get_input_details()[INPUT_NAME]["shape_signature"][0])
         self._local.runners = {self.fixed_batch if self.fixed_batch > 0 else 1: runner}
 
+    def projection_config(self):
+        """The ``projection_ref.ProjectionConfig`` the file's projection op runs with, from
+        its config vector (:func:`read_projection_vector`; with a word dictionary it holds
+        the word hashes, which the metadata gives only the number of), checked against the
+        metadata's ``projection``; None for a file without the op whose metadata gives no
+        word dictionary.
+
+        Raises:
+          ModelFileError: the vector is not a config vector, the metadata gives a word
+            dictionary but the file has no projection op, or the metadata and the op
+            describe different projections (names the fields; the file is corrupt).
+        """
+        from .projection_ref import ProjectionConfig
+
+        meta = self.meta.get("projection")
+        meta = meta if isinstance(meta, dict) else {}
+        vec = read_projection_vector(self.buf, self.path)
+        if vec is None:
+            if meta.get("words"):
+                raise ModelFileError(f"{self.path}: the metadata gives {meta['words']} words but "
+                                     "the file has no projection op; the file is corrupt")
+            return None
+        try:
+            proj = ProjectionConfig.from_vector(vec)
+        except ValueError as e:
+            raise ModelFileError(f"{self.path}: the projection op's config vector: {e}; the file "
+                                 "is corrupt") from None
+        diff = proj.summary_differences(meta) if meta else []
+        if diff:
+            raise ModelFileError(
+                f"{self.path}: the metadata and the projection op's config differ ("
+                + "; ".join(f"{k} {theirs} in the metadata, {ours} in the op"
+                            for k, theirs, ours in diff) + "); the file is corrupt")
+        return proj
+
     def _runner(self, batch: int = 1):
         """This thread's signature runner for ``batch`` texts per call (see the class doc:
         one interpreter per thread and batch size); fixed-batch files use one for all."""

@@ -299,6 +299,40 @@ def test_read_projection_vector(tiny_build):
         read_projection_vector(buf[:len(buf) // 2], "m.tflite")
 
 
+def test_projection_config_checks_the_metadata(tiny_build, tmp_path):
+    """TFLiteModel.projection_config is the op's config, checked against the metadata: a file
+    whose two disagree is corrupt (the error names the fields), metadata written before a
+    field existed counts it as its default, and a word count with no op to hold the words is
+    an error too."""
+    from ondevice_nlp.tflite_model import ModelFileError, TFLiteModel, add_metadata
+
+    root, out = tiny_build
+    tfl = TFLiteModel(str(out / "model.tflite"))
+    saved = json.loads((out / "checkpoints" / "projection.json").read_text())["vector"]
+    proj = tfl.projection_config()
+    assert proj.to_vector().tolist() == saved and proj.summary() == tfl.meta["projection"]
+
+    def with_meta(projection, name):
+        meta = {k: v for k, v in tfl.meta.items() if k != "format"}
+        path = tmp_path / name
+        path.write_bytes(add_metadata(tfl.buf, {**meta, "projection": projection}))
+        return TFLiteModel(str(path))
+
+    older = {k: v for k, v in tfl.meta["projection"].items() if k not in ("shape", "ngram")}
+    assert proj.shape == 0 and proj.ngram == 0  # so their defaults are right for this file
+    assert with_meta(older, "old.tflite").projection_config() == proj
+    other = {**tfl.meta["projection"], "max_tokens": proj.max_tokens + 1, "seed": 7}
+    with pytest.raises(ModelFileError, match=(
+            f"bad.tflite: the metadata and the projection op's config differ \\(max_tokens "
+            f"{proj.max_tokens + 1} in the metadata, {proj.max_tokens} in the op; seed 7 in "
+            f"the metadata, {proj.seed} in the op\\); the file is corrupt")):
+        with_meta(other, "bad.tflite").projection_config()
+    # the words of a --words file travel in the op only: a word count without words
+    with pytest.raises(ModelFileError, match="w.tflite: .*words 3 in the metadata, 0 in the op"):
+        with_meta({**tfl.meta["projection"], "words": 3, "word_len": 2},
+                  "w.tflite").projection_config()
+
+
 def test_truncation_counts_hand_computed():
     """Utterances longer than S tokens, those still exact, and gold slots past the S-th token
     (S = 3 here; a Thai letter with its marks is one token)."""
@@ -748,7 +782,10 @@ def test_build_with_a_word_list(tmp_path, capsys):
     from ondevice_nlp.export import truncation_counts
     from ondevice_nlp.tflite_model import read_projection_vector
     vec = read_projection_vector(tfl.buf)
-    assert vec.tolist() == json.loads((out / "projection.json").read_text())["vector"]
+    assert vec.tolist() == json.loads((out / "checkpoints" / "projection.json").read_text())["vector"]
+    assert tfl.projection_config() == ref.ProjectionConfig.from_vector(vec)
+    assert len(tfl.projection_config().words) == len(h)
+    assert not (out / "projection.json").exists()  # the .tflite holds it: no copy beside it
     capsys.readouterr()  # the build's output
     assert cli.main(["evaluate", str(out / "model.tflite"), "--dataset", "mtop", "--data-dir",
                      str(root), "--split", "test", "--errors"]) == 0
@@ -767,10 +804,11 @@ def test_build_with_a_word_list(tmp_path, capsys):
     meta["projection"] = {**meta["projection"], "words": len(h) + 1}
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(add_metadata(tfl.buf, meta))
-    with pytest.raises(ModelFileError, match=f"bad.tflite: the metadata gives {len(h) + 1} words "
-                                             f"but the file has {len(h)} words"):
+    with pytest.raises(ModelFileError, match=f"bad.tflite: the metadata and the projection op's "
+                                             f"config differ \\(words {len(h) + 1} in the "
+                                             f"metadata, {len(h)} in the op\\)"):
         evaluate_tflite(TFLiteModel(str(bad)), test, errors=True)
-    # an ensemble teacher of it reads its word list from projection.json and cuts the
+    # an ensemble teacher of it reads its word list from the member's .tflite and cuts the
     # training set into the same words: its soft targets fit a student built with --words
     teacher = ["teacher", "--dataset", "mtop", "--data-dir", str(root), "--languages", "th",
                "--teacher-model", "ensemble", "--members", str(out)]
@@ -784,15 +822,11 @@ def test_build_with_a_word_list(tmp_path, capsys):
     # without the list the student's tokens are letters: the targets do not fit
     assert cli.main([*student, "--out", str(tmp_path / "s2")]) != 0
     assert "examples' token counts" in capsys.readouterr().err
-    # a member without its projection.json, or with another one: clear errors
-    vec = json.loads((out / "projection.json").read_text())
-    (out / "projection.json").unlink()
+    # a member whose metadata and projection op disagree on the word list: a clear error
+    (out / "model.tflite").write_bytes(bad.read_bytes())
     assert cli.main([*teacher, "--out", str(tmp_path / "t2")]) != 0
-    assert "projection.json: missing" in capsys.readouterr().err
-    vec["vector"][5] = 32  # S
-    (out / "projection.json").write_text(json.dumps(vec))
-    assert cli.main([*teacher, "--out", str(tmp_path / "t3")]) != 0
-    assert "differs from the projection" in capsys.readouterr().err
+    assert "model.tflite: the metadata and the projection op's config differ (words" \
+        in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content, message", [
