@@ -135,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-train-examples", type=int)
     t.add_argument("--max-eval-examples", type=int)
     t.add_argument("--skip-bad-lines", action="store_true")
+    t.add_argument("--words", metavar="FILE",
+                   help="--teacher-model pnlp_mixer, pqrnn or hub: the word list of `build "
+                        "--words`, so the teacher's soft targets are per word, as the student "
+                        "reads (an ensemble's members carry their own lists)")
     t.add_argument("--augment-slots", type=float, default=0.0, metavar="RATE",
                    help="--teacher-model ensemble: also write soft targets for the slot-substituted "
                         "copies that `build --augment-slots RATE` (same --seed) trains on, so the "
@@ -274,7 +278,10 @@ def _teacher(args) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         dropout=args.dropout, patience=args.patience, seed=args.seed,
         max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
-        skip_bad_lines=args.skip_bad_lines, augment_slots=args.augment_slots)
+        skip_bad_lines=args.skip_bad_lines, augment_slots=args.augment_slots, words=args.words)
+    if args.words and args.teacher_model == "ensemble":
+        raise ValueError("teacher --words does not go with --teacher-model ensemble: its "
+                         "members carry their own word lists")
     if args.augment_slots and args.teacher_model != "ensemble":
         raise ValueError("teacher --augment-slots works with --teacher-model ensemble only")
     if args.teacher_model == "hub" and not args.preset:

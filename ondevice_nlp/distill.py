@@ -409,6 +409,7 @@ class TeacherArgs:
     max_eval_examples: int | None = None
     skip_bad_lines: bool = False
     augment_slots: float = 0.0  # ensemble only: also targets for build --augment-slots' copies
+    words: str | None = None  # pnlp_mixer / pqrnn: word list file, as build --words
 
 
 def run_teacher(a: TeacherArgs) -> dict:
@@ -421,15 +422,20 @@ def run_teacher(a: TeacherArgs) -> dict:
     exported. Returns the teacher.json dict (also written with
     soft_targets.npz, see the module docstring).
 
+    With ``a.words`` (a word list file, as ``build --words``) the projection joins
+    the letters of those words into one token, so the soft targets fit a student
+    built with the same list (Thai; README "Thai read word by word").
+
     Raises:
       FileNotFoundError / DataError: missing or malformed dataset files.
-      ValueError: unknown model or size, no training examples.
+      ValueError: unknown model or size, no training examples, a bad word list
+        (names the file and line).
     """
     import tensorflow as tf
     import tf_keras as keras
 
     from . import train as T
-    from .pipeline import _average, model_spec, prepare_data
+    from .pipeline import _average, model_spec, prepare_data, with_word_list
 
     if a.model not in TEACHER_MODELS:
         raise ValueError(f"unknown teacher model {a.model!r}; available: {TEACHER_MODELS}")
@@ -439,9 +445,13 @@ def run_teacher(a: TeacherArgs) -> dict:
     tf.random.set_seed(a.seed)
     keras.utils.set_random_seed(a.seed)
     size = spec.get_size(a.size, None, a.dropout)
+    if a.words:  # the student's tokens: one per dictionary word (build --words)
+        size = dataclasses.replace(size, projection=with_word_list(size.projection, a.words))
+        log.info("word dictionary %s: %d words, up to %d letters each", a.words,
+                 len(size.projection.words), size.projection.word_len)
     proj = size.projection
     S = proj.max_tokens
-    data = prepare_data(a, S)
+    data = prepare_data(a, S, proj)
     train_ex, labels, enc = data.train_ex, data.labels, data.enc_train
     evals, tests = data.evals, data.tests
     model = spec.build(size, num_intents=len(labels.intents), num_tags=len(labels.tags),

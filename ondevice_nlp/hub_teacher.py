@@ -81,13 +81,14 @@ def load_tokenizer(preset: str, tokenizer_file: str | None = None):
     return tok
 
 
-def encode_for_hub(tokenizer, texts, max_tokens: int, max_pieces: int = MAX_PIECES):
+def encode_for_hub(tokenizer, texts, max_tokens: int, max_pieces: int = MAX_PIECES, proj=None):
     """Sub-word inputs and the first-piece index of each of our tokens.
 
     Returns (token_ids int32 [N, W], padding_mask bool [N, W], first_piece
     int32 [N, S] (0 on padding), token_counts int32 [N]); W = min(max_pieces,
     longest encoding), S = ``max_tokens``; our tokens are
-    ``train.token_char_offsets``.
+    ``train.token_char_offsets`` (with ``proj``'s word dictionary, if any:
+    ``teacher --words``).
     """
     from .train import token_char_offsets
 
@@ -103,7 +104,7 @@ def encode_for_hub(tokenizer, texts, max_tokens: int, max_pieces: int = MAX_PIEC
         ids[i, :k], pmask[i, :k] = e.ids[:k], True
         special = e.special_tokens_mask[:k]
         spans = [(s, t) for (s, t) in e.offsets[:k]]
-        offs = token_char_offsets(text, max_tokens)
+        offs = token_char_offsets(text, max_tokens, proj)
         counts[i] = len(offs)
         for j, (cs, ce) in enumerate(offs):
             first[i, j] = next((p for p, (s, t) in enumerate(spans)
@@ -143,7 +144,8 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
 
     ``backbone``: a ``keras_hub`` backbone to use instead of
     ``Backbone.from_preset(preset)`` (tests build a tiny random one).
-    ``max_tokens``: S of our tokenization (64, the students' default).
+    ``max_tokens``: S of our tokenization (64, the students' default); ``a.words``:
+    a word list file (``build --words``) whose words are our tokens.
     AdamW at ``a.lr`` (default 5e-5), ``a.epochs`` epochs, the epoch with the
     best eval exact match kept. Returns the teacher.json dict.
 
@@ -158,7 +160,8 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
     from . import train as T
     from .distill import write_teacher
     from .metrics import evaluate
-    from .pipeline import _average, prepare_data
+    from .pipeline import _average, prepare_data, with_word_list
+    from .projection_ref import ProjectionConfig
 
     t0 = time.time()
     keras.utils.set_random_seed(a.seed)
@@ -168,7 +171,10 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
                                     "(nothing can be downloaded: copy a preset folder here)")
         backbone = keras_hub.models.Backbone.from_preset(preset)
     tokenizer = load_tokenizer(preset, tokenizer_file)
-    data = prepare_data(a, max_tokens)
+    proj = None  # our tokens, which the student reads: with a.words, one per dictionary word
+    if a.words:
+        proj = with_word_list(ProjectionConfig(max_tokens=max_tokens), a.words)
+    data = prepare_data(a, max_tokens, proj)
     train_ex, labels, enc = data.train_ex, data.labels, data.enc_train
     allowed = labels.allowed_transitions()
     model = build_hub_model(backbone, len(labels.intents), len(labels.tags))
@@ -177,7 +183,8 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
              n_params, len(train_ex))
 
     def inputs(examples):
-        ids, pm, first, _ = encode_for_hub(tokenizer, [e.text for e in examples], max_tokens)
+        ids, pm, first, _ = encode_for_hub(tokenizer, [e.text for e in examples], max_tokens,
+                                           proj=proj)
         return {"token_ids": ids, "padding_mask": pm, "first_piece": first}
 
     x = inputs(train_ex)
@@ -219,7 +226,8 @@ def run_hub_teacher(a, preset: str, tokenizer_file: str | None = None, backbone=
     meta = {"model": "hub", "size": os.path.basename(os.path.normpath(preset)) or preset,
             "backbone": type(backbone).__name__, "parameters": n_params, "dataset": a.dataset,
             "languages": a.languages, "labels": {"intents": labels.intents, "tags": labels.tags},
-            "max_tokens": max_tokens, "metrics": metrics, "eval_history": history,
+            "max_tokens": max_tokens, **({"words": len(proj.words)} if proj else {}),
+            "metrics": metrics, "eval_history": history,
             "epochs_run": len(history), "seconds": {"total": round(time.time() - t0, 1)}}
     return write_teacher(a.out, meta, [e.text for e in train_ex], il,
                          [sl[i, :k] for i, k in enumerate(lengths)])

@@ -308,6 +308,32 @@ def test_first_piece_alignment_by_character_offsets(tmp_path):
     assert [vocab[ids[1][p]] for p in first[1, :4]] == ["Chen", "Li", "'", "s"]
 
 
+
+def test_first_piece_alignment_with_a_word_list(tmp_path):
+    """`teacher --teacher-model hub --words`: our tokens are then the dictionary's words, each
+    reading its own first piece; without the list, letters, several to a piece."""
+    pytest.importorskip("tokenizers")
+    from ondevice_nlp import hub_teacher
+    from ondevice_nlp.pipeline import with_word_list
+    from ondevice_nlp.projection_ref import ProjectionConfig
+
+    preset = tmp_path / "p"
+    (preset / "assets" / "tokenizer").mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "ส่ง", "##ข้อความ", "##หา", "##มานี"]
+    (preset / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n")
+    words = tmp_path / "words.txt"
+    words.write_text("ส่ง\nข้อความ\nหา\nมานี\n", encoding="utf-8")
+    proj = with_word_list(ProjectionConfig(max_tokens=16), str(words))
+    tok = hub_teacher.load_tokenizer(str(preset))
+    text = ["ส่งข้อความหามานี"]
+    ids, pm, first, counts = hub_teacher.encode_for_hub(tok, text, max_tokens=16, proj=proj)
+    assert [vocab[i] for i in ids[0][pm[0]]] == ["[CLS]", "ส่ง", "##ข้อความ", "##หา", "##มานี",
+                                                  "[SEP]"]
+    assert counts.tolist() == [4] and first[0, :4].tolist() == [1, 2, 3, 4]
+    _, _, first, counts = hub_teacher.encode_for_hub(tok, text, max_tokens=16)
+    assert counts.tolist() == [13] and sorted(set(first[0, :13].tolist())) == [1, 2, 3, 4]
+
+
 def test_hub_teacher_with_tiny_random_backbone(data_root, tmp_path):
     """The keras-hub path end to end: preset folder -> fine-tune -> soft targets a student reads."""
     from ondevice_nlp import train as T

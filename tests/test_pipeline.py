@@ -853,3 +853,77 @@ def test_word_list_with_letter_ngrams_is_a_clear_error(tiny_build, tmp_path, cap
                    "--size", "base-ng4", "--out", str(tmp_path / "o"), "--words", str(words)])
     assert rc != 0
     assert "ngram must be 0 with a word dictionary" in capsys.readouterr().err
+
+
+def test_trained_teacher_with_a_word_list(tmp_path, capsys):
+    """`teacher --teacher-model pqrnn --words`: the teacher reads the word list's tokens, so its
+    soft targets have one tag distribution per word and fit a student built with the same list,
+    not one reading letters; with an ensemble, whose members carry their lists, --words is an
+    error (the keras-hub teacher's words: test_distill)."""
+    import numpy as np
+
+    from ondevice_nlp import projection_ref as ref
+
+    root, words, data = _thai_teacher_data(tmp_path)
+    teacher = ["teacher", *data, "--teacher-model", "pqrnn", "--size", "tiny", "--epochs", "1",
+               "--batch-size", "16", "--out", str(tmp_path / "t")]
+    assert cli.main([*teacher, "--words", str(words)]) == 0
+    tj = json.loads((tmp_path / "t" / "teacher.json").read_text())
+    assert tj["projection"]["words"] == len(ref.word_dictionary(THAI_WORDS)[0])
+    _assert_per_word_targets(tmp_path / "t", root)
+    student = ["build", *data, "--model", "pqrnn", "--size", "tiny", "--epochs", "1",
+               "--qat-epochs", "1", "--batch-size", "16", "--teacher", str(tmp_path / "t")]
+    assert cli.main([*student, "--out", str(tmp_path / "s"), "--words", str(words)]) == 0
+    assert "distillation" in json.loads((tmp_path / "s" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli.main([*student, "--out", str(tmp_path / "s2")]) != 0  # letters: do not fit
+    assert "examples' token counts" in capsys.readouterr().err
+    assert cli.main(["teacher", *data, "--teacher-model", "ensemble", "--members", str(tmp_path / "s"),
+                     "--words", str(words), "--out", str(tmp_path / "t2")]) == 2
+    assert "--words does not go with --teacher-model ensemble" in capsys.readouterr().err
+
+
+def _thai_teacher_data(tmp_path):
+    """The Thai fixture (120 training utterances), its word list, and the data flags."""
+    rng = random.Random(2)
+    splits = {s: _thai_examples(rng, n) for s, n in (("train", 120), ("eval", 12), ("test", 12))}
+    root = write_mtop(tmp_path / "mtop", splits, lang="th")
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(THAI_WORDS) + "\n", encoding="utf-8")
+    return root, words, ["--dataset", "mtop", "--data-dir", str(root), "--languages", "th"]
+
+
+def _assert_per_word_targets(folder, root):
+    """A teacher folder's soft targets have one tag row per word of THAI_WORDS (fewer than
+    letters) for each training utterance."""
+    from ondevice_nlp import projection_ref as ref
+    from ondevice_nlp.data import load_dataset
+
+    S = json.loads((folder / "teacher.json").read_text())["max_tokens"]
+    lengths = np.load(folder / "soft_targets.npz")["slot_lengths"]
+    train = load_dataset("mtop", str(root), ["th"], "train")["th"]
+    h, word_len = ref.word_dictionary(THAI_WORDS)
+    assert lengths.tolist() == [len(ref.tokenize(e.text.encode(), S, frozenset(h), word_len))
+                                for e in train]
+    assert lengths.sum() < sum(len(ref.tokenize(e.text.encode(), S)) for e in train)
+
+
+def test_hub_teacher_with_a_word_list(tmp_path):
+    """`teacher --teacher-model hub --words`: the keras-hub teacher's slot rows follow the
+    dictionary's words too (a tiny random BERT whose WordPiece vocabulary has the words)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    pytest.importorskip("tokenizers")
+    root, words, data = _thai_teacher_data(tmp_path)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *THAI_WORDS, *(f"##{w}" for w in THAI_WORDS)]
+    preset = tmp_path / "tiny_bert"
+    keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1, num_heads=2,
+                                  hidden_dim=16, intermediate_dim=32,
+                                  max_sequence_length=32).save_to_preset(str(preset))
+    (preset / "assets" / "tokenizer").mkdir(parents=True, exist_ok=True)
+    (preset / "assets" / "tokenizer" / "vocabulary.txt").write_text("\n".join(vocab) + "\n",
+                                                                   encoding="utf-8")
+    assert cli.main(["teacher", *data, "--teacher-model", "hub", "--preset", str(preset),
+                     "--epochs", "1", "--batch-size", "16", "--words", str(words),
+                     "--out", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "teacher.json").read_text())["words"] == len(THAI_WORDS)
+    _assert_per_word_targets(tmp_path / "t", root)
