@@ -409,7 +409,7 @@ class TeacherArgs:
     max_eval_examples: int | None = None
     skip_bad_lines: bool = False
     augment_slots: float = 0.0  # ensemble only: also targets for build --augment-slots' copies
-    words: str | None = None  # pnlp_mixer / pqrnn: word list file, as build --words
+    words: str | None = None  # the teachers that train (not ensemble): word list, as build --words
 
 
 def run_teacher(a: TeacherArgs) -> dict:
@@ -447,8 +447,6 @@ def run_teacher(a: TeacherArgs) -> dict:
     size = spec.get_size(a.size, None, a.dropout)
     if a.words:  # the student's tokens: one per dictionary word (build --words)
         size = dataclasses.replace(size, projection=with_word_list(size.projection, a.words))
-        log.info("word dictionary %s: %d words, up to %d letters each", a.words,
-                 len(size.projection.words), size.projection.word_len)
     proj = size.projection
     S = proj.max_tokens
     data = prepare_data(a, S, proj)

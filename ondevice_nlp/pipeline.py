@@ -211,9 +211,11 @@ def with_word_list(proj, path: str):
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     try:
-        return dataclasses.replace(proj, words=words, word_len=word_len)
+        out = dataclasses.replace(proj, words=words, word_len=word_len)
     except ValueError as exc:
         raise ValueError(f"--words {path}: {exc}") from None
+    log.info("word dictionary %s: %d words, up to %d letters each", path, len(words), word_len)
+    return out
 
 
 def load_splits(a) -> tuple[dict, list]:
@@ -428,8 +430,6 @@ def build(a: BuildArgs) -> dict:
             size.net, token_dropout=a.token_dropout))
     if a.words:
         size = dataclasses.replace(size, projection=with_word_list(size.projection, a.words))
-        log.info("word dictionary %s: %d words, up to %d letters each", a.words,
-                 len(size.projection.words), size.projection.word_len)
     proj = size.projection
     S = proj.max_tokens
     _check_resume_projection(os.path.join(a.out, "checkpoints"), a.out, proj, a.resume)
