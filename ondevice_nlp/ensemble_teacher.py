@@ -29,7 +29,6 @@ with one decoder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
