@@ -620,44 +620,39 @@ pqrnn-th-crf-bs32-words-seed1: runs/th-words.txt
 	$(call run,build $(LANG_DATA_TH) --model pqrnn --crf --batch-size 32 --seed 1 --words runs/th-words.txt)
 
 TH_WORDS4_MEMBERS = $(TH_WORDS_MEMBERS),runs/mtop-th-crf-bs32-words-p40,runs/pqrnn-th-crf-bs32-words-seed1
+# six word members (README "Thai read word by word"), the English "six members" step: the four
+# above and both their students (seeds 0 and 1)
+TH_WORDS6_MEMBERS = $(TH_WORDS4_MEMBERS),runs/mtop-th-crf-words-kd4-aug3-24-t1,runs/mtop-th-crf-words-kd4-aug3-24-t1-seed1
 TH_WORDS_STUDENT = --model pnlp_mixer --crf --augment-slots 3.0 --epochs 24 --patience 24 --qat-epochs 1 \
     --distill-temperature 1.0 --distill-weight 0.5 --words runs/th-words.txt
-.PHONY: pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1 \
-    teacher-th-words4-aug3-seed1 mtop-th-crf-words-kd4-aug3-24-t1-seed1 mtop-th-words-kd4-best
-teacher-th-words4-aug3:
-	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS4_MEMBERS) --augment-slots 3.0)
 
-mtop-th-crf-words-kd4-aug3-24-t1: runs/th-words.txt
-	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words4-aug3)
+# the teacher of N word members (TH_WORDSN_MEMBERS, N = 4 or 6) over the training set and three
+# slot-substituted copies, and its student, at seeds 0 and 1
+TH_WORDS_N = 4 6
+TH_WORDS_TEACHERS = $(foreach n,$(TH_WORDS_N),teacher-th-words$(n)-aug3)
+TH_WORDS_TEACHERS_SEED1 = $(foreach n,$(TH_WORDS_N),teacher-th-words$(n)-aug3-seed1)
+TH_WORDS_STUDENTS = $(foreach n,$(TH_WORDS_N),mtop-th-crf-words-kd$(n)-aug3-24-t1)
+TH_WORDS_STUDENTS_SEED1 = $(foreach n,$(TH_WORDS_N),mtop-th-crf-words-kd$(n)-aug3-24-t1-seed1)
+.PHONY: pqrnn-th-crf-bs32-words-seed1 $(TH_WORDS_TEACHERS) $(TH_WORDS_TEACHERS_SEED1) \
+    $(TH_WORDS_STUDENTS) $(TH_WORDS_STUDENTS_SEED1) mtop-th-words-kd4-best mtop-th-words-kd6-seed1-best
+$(TH_WORDS_TEACHERS): teacher-th-words%-aug3:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS$*_MEMBERS) --augment-slots 3.0)
 
-teacher-th-words4-aug3-seed1:
-	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS4_MEMBERS) --augment-slots 3.0 --seed 1)
+$(TH_WORDS_STUDENTS): mtop-th-crf-words-kd%-aug3-24-t1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words$*-aug3)
 
-mtop-th-crf-words-kd4-aug3-24-t1-seed1: runs/th-words.txt
-	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words4-aug3-seed1 --seed 1)
+$(TH_WORDS_TEACHERS_SEED1): teacher-th-words%-aug3-seed1:
+	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS$*_MEMBERS) --augment-slots 3.0 --seed 1)
 
-# the whole four-member Thai chain, members one after the other
+$(TH_WORDS_STUDENTS_SEED1): mtop-th-crf-words-kd%-aug3-24-t1-seed1: runs/th-words.txt
+	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words$*-aug3-seed1 --seed 1)
+
+# the whole four-member Thai chain, members one after the other; and on to the six-member
+# teacher and student at seed 1
+TH_WORDS4_CHAIN = pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40 \
+    pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1
 mtop-th-words-kd4-best:
-	$(call chain,pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40 pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1)
+	$(call chain,$(TH_WORDS4_CHAIN))
 
-# six word members (README "Thai read word by word"), the English "six members" step: the four
-# above and both their students (seeds 0 and 1), averaged as a teacher over the training set and
-# three slot-substituted copies, and its student with the recipe above, at seeds 0 and 1
-TH_WORDS6_MEMBERS = $(TH_WORDS4_MEMBERS),runs/mtop-th-crf-words-kd4-aug3-24-t1,runs/mtop-th-crf-words-kd4-aug3-24-t1-seed1
-.PHONY: teacher-th-words6-aug3 mtop-th-crf-words-kd6-aug3-24-t1 teacher-th-words6-aug3-seed1 \
-    mtop-th-crf-words-kd6-aug3-24-t1-seed1 mtop-th-words-kd6-seed1-best
-teacher-th-words6-aug3:
-	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS6_MEMBERS) --augment-slots 3.0)
-
-mtop-th-crf-words-kd6-aug3-24-t1: runs/th-words.txt
-	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words6-aug3)
-
-teacher-th-words6-aug3-seed1:
-	$(call run,teacher $(LANG_DATA_TH) --teacher-model ensemble --members $(TH_WORDS6_MEMBERS) --augment-slots 3.0 --seed 1)
-
-mtop-th-crf-words-kd6-aug3-24-t1-seed1: runs/th-words.txt
-	$(call run,build $(LANG_DATA_TH) $(TH_WORDS_STUDENT) --teacher runs/teacher-th-words6-aug3-seed1 --seed 1)
-
-# the whole six-member chain at seed 1, members one after the other
 mtop-th-words-kd6-seed1-best:
-	$(call chain,pqrnn-th-crf-bs32-words mtop-th-crf-bs64-words-p40 mtop-th-crf-bs32-words-p40 pqrnn-th-crf-bs32-words-seed1 teacher-th-words4-aug3 mtop-th-crf-words-kd4-aug3-24-t1 teacher-th-words4-aug3-seed1 mtop-th-crf-words-kd4-aug3-24-t1-seed1 teacher-th-words6-aug3-seed1 mtop-th-crf-words-kd6-aug3-24-t1-seed1)
+	$(call chain,$(TH_WORDS4_CHAIN) teacher-th-words4-aug3-seed1 mtop-th-crf-words-kd4-aug3-24-t1-seed1 teacher-th-words6-aug3-seed1 mtop-th-crf-words-kd6-aug3-24-t1-seed1)
